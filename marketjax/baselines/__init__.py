@@ -1,0 +1,1 @@
+"""marketjax.baselines."""

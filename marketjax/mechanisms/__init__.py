@@ -1,0 +1,1 @@
+"""marketjax.mechanisms."""
