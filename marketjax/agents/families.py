@@ -1,0 +1,162 @@
+"""Agent families 𝒜 of Definition 2.1: an action part α̂ and a bid part α_b.
+
+Each family is written for ONE agent and lifted to a population with ``vmap``
+(STYLE.md point 4). A family is a small record of pure functions:
+
+- ``init(key) -> params``: one agent's parameters (a pytree);
+- ``bid(params, obs f32[D]) -> f32[]``: the raw bid α_b(ω), before the wealth cap;
+- ``act(key, params, obs f32[D]) -> i32[]``: the action α̂(ω);
+- ``mutate(key, params, scale) -> params``: a perturbed clone (Baum's Hayek machine).
+
+Families: ``linear`` (constant action, linear bid), ``mlp`` (constant action, MLP bid
+with optional LayerNorm), ``policy`` (MLP action, MLP bid).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+FAMILIES = ("linear", "mlp", "policy")
+
+
+class AgentFamily(NamedTuple):
+    """The pure functions of one agent family (see module docstring)."""
+
+    name: str
+    init: Callable[[jax.Array], Any]
+    bid: Callable[[Any, jax.Array], jax.Array]
+    act: Callable[[jax.Array, Any, jax.Array], jax.Array]
+    mutate: Callable[[jax.Array, Any, jax.Array], Any]
+    constant_action: bool  # True if α̂ ignores the observation
+    num_actions: int  # size of the discrete action space
+
+
+class MLP(nn.Module):
+    """A tanh/ReLU MLP with optional LayerNorm; ``out`` outputs (squeezed if 1)."""
+
+    hidden: Sequence[int]
+    out: int
+    layer_norm: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for width in self.hidden:
+            x = nn.Dense(width)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = nn.relu(x)
+        x = nn.Dense(self.out)(x)
+        return x[..., 0] if self.out == 1 else x
+
+
+def _perturb_floats(key: jax.Array, tree: Any, scale: jax.Array) -> Any:
+    leaves, treedef = jax.tree.flatten(tree)
+    keys = jax.random.split(key, len(leaves))
+    out = [
+        leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
+        if jnp.issubdtype(leaf.dtype, jnp.floating)
+        else leaf
+        for k, leaf in zip(keys, leaves, strict=True)
+    ]
+    return jax.tree.unflatten(treedef, out)
+
+
+def make_family(
+    name: str,
+    obs_dim: int,
+    num_actions: int,
+    hidden: Sequence[int] = (64, 64),
+    layer_norm: bool = True,
+    bid_init_scale: float = 0.1,
+    action_flip_prob: float = 0.2,
+) -> AgentFamily:
+    """Builds an agent family for observations f32[obs_dim] and discrete actions.
+
+    Args:
+      name: one of :data:`FAMILIES`.
+      obs_dim: length of the flattened observation.
+      num_actions: number of discrete actions.
+      hidden: hidden widths of MLP parts.
+      layer_norm: LayerNorm after each hidden Dense (stabilises on-policy bid
+        learning without a replay buffer, as in PQN, Gallici et al. 2024).
+      bid_init_scale: standard deviation of the initial linear bid weights.
+      action_flip_prob: probability that a mutated clone of a constant-action agent
+        draws a new action.
+    """
+    if name not in FAMILIES:
+        raise ValueError(f"unknown agent family {name!r}; expected one of {FAMILIES}")
+    bid_net = MLP(tuple(hidden), 1, layer_norm)
+    act_net = MLP(tuple(hidden), num_actions, layer_norm)
+    dummy = jnp.zeros((obs_dim,), jnp.float32)
+
+    def init(key):
+        k_action, k_bid, k_act = jax.random.split(key, 3)
+        if name == "linear":
+            bid = {
+                "w": bid_init_scale * jax.random.normal(k_bid, (obs_dim,)),
+                "c": jnp.float32(1.0),
+            }
+        else:
+            bid = bid_net.init(k_bid, dummy)
+        if name == "policy":
+            action = act_net.init(k_act, dummy)
+        else:
+            action = jax.random.randint(k_action, (), 0, num_actions)
+        return {"action": action, "bid": bid}
+
+    def bid(params, obs):
+        if name == "linear":
+            return obs @ params["bid"]["w"] + params["bid"]["c"]
+        return bid_net.apply(params["bid"], obs)
+
+    def act(key, params, obs):
+        if name == "policy":
+            logits = act_net.apply(params["action"], obs)
+            return jax.random.categorical(key, logits).astype(jnp.int32)
+        return params["action"].astype(jnp.int32)
+
+    def mutate(key, params, scale):
+        k_bid, k_act, k_flip, k_new = jax.random.split(key, 4)
+        new_bid = _perturb_floats(k_bid, params["bid"], scale)
+        if name == "policy":
+            new_action = _perturb_floats(k_act, params["action"], scale)
+        else:
+            flip = jax.random.bernoulli(k_flip, action_flip_prob)
+            fresh = jax.random.randint(k_new, (), 0, num_actions)
+            new_action = jnp.where(flip, fresh, params["action"])
+        return {"action": new_action, "bid": new_bid}
+
+    return AgentFamily(name, init, bid, act, mutate, name != "policy", num_actions)
+
+
+def population_bids(family: AgentFamily, params: Any, obs: jax.Array) -> jax.Array:
+    """Raw bids of every agent on every episode's observation.
+
+    Args:
+      family: the agent family.
+      params: stacked parameters, leaves [N, ...].
+      obs: f32[B, D] observations.
+
+    Returns:
+      f32[B, N] raw bids (vmap over agents of vmap over episodes).
+    """
+    per_agent = jax.vmap(jax.vmap(family.bid, in_axes=(None, 0)), in_axes=(0, None))
+    return per_agent(params, obs).T
+
+
+def winner_actions(
+    key: jax.Array, family: AgentFamily, params: Any, winner: jax.Array, obs: jax.Array
+) -> jax.Array:
+    """The action of each episode's winner, i32[B] (winner -1 acts as agent 0;
+    callers replace those actions)."""
+    safe = jnp.maximum(winner, 0)
+    if family.constant_action:
+        return params["action"][safe].astype(jnp.int32)
+    chosen = jax.tree.map(lambda leaf: leaf[safe], params)
+    keys = jax.random.split(key, obs.shape[0])
+    return jax.vmap(family.act)(keys, chosen, obs)

@@ -1,0 +1,98 @@
+"""Atomic files and checkpoints (flax msgpack; never pickle).
+
+A checkpoint holds the training state of every seed and a small metadata mapping. It
+is written to a temporary file in the same folder and moved into place with
+``os.replace``, so a crash leaves either the old checkpoint or the new one, never half
+of one. Typed PRNG keys are stored as their raw ``uint32`` key data and re-wrapped on
+load using the template's key implementation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import serialization
+
+
+def write_atomic(path: str | Path, data: bytes | str) -> None:
+    """Writes ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode() if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
+
+
+def _is_key(x: Any) -> bool:
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _to_storable(state: Any) -> Any:
+    return jax.tree.map(
+        lambda x: np.asarray(jax.random.key_data(x)) if _is_key(x) else np.asarray(x),
+        state,
+    )
+
+
+def save_checkpoint(path: str | Path, state: Any, meta: dict) -> None:
+    """Saves ``state`` (any pytree of arrays) and ``meta`` (JSON-able) atomically."""
+    payload = {
+        "state": serialization.to_state_dict(_to_storable(state)),
+        "meta": json.dumps(meta),
+    }
+    write_atomic(path, serialization.msgpack_serialize(payload))
+
+
+def load_checkpoint(path: str | Path, template: Any) -> tuple[Any, dict]:
+    """Loads a checkpoint written by :func:`save_checkpoint`.
+
+    Args:
+      path: the checkpoint file.
+      template: a pytree with the state's structure (arrays or ``ShapeDtypeStruct``,
+        e.g. from ``jax.eval_shape``); its typed-key leaves say how to re-wrap keys.
+
+    Raises:
+      ValueError: if the file's shapes do not match the template's.
+    """
+    with open(path, "rb") as f:
+        payload = serialization.msgpack_restore(f.read())
+    storable_template = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(
+            jax.random.key_data(x).shape if _is_key(x) else x.shape,
+            jnp.uint32 if _is_key(x) else x.dtype,
+        ),
+        template,
+        is_leaf=_is_key,
+    )
+    restored = serialization.from_state_dict(storable_template, payload["state"])
+
+    def rewrap(t, x):
+        x = jnp.asarray(x)
+        want = jax.random.key_data(t).shape if _is_key(t) else t.shape
+        if x.shape != tuple(want):
+            raise ValueError(f"checkpoint {path}: shape {x.shape} != expected {want}")
+        if _is_key(t):
+            return jax.random.wrap_key_data(x, impl=jax.random.key_impl(t))
+        return x.astype(t.dtype)
+
+    state = jax.tree.map(rewrap, template, restored, is_leaf=_is_key)
+    return state, json.loads(payload["meta"])

@@ -1,0 +1,172 @@
+"""Runs a training config and writes its run directory (the only I/O of training).
+
+``runs/<name>/`` holds the resolved ``config.yaml``, ``metrics.jsonl`` (one JSON object
+per chunk), ``checkpoint.msgpack`` (after every chunk), ``summary.json`` (written last:
+its presence marks a finished run) and ``returns.png``. Every file is replaced
+atomically, so an interrupted run leaves a consistent directory that ``resume``
+continues, ending with exactly the numbers of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from marketjax.experiment import plots
+from marketjax.experiment.checkpoint import (
+    load_checkpoint,
+    save_checkpoint,
+    write_atomic,
+    write_json_atomic,
+)
+from marketjax.experiment.config import ConfigError, dump_yaml
+from marketjax.experiment.registry import TrainConfig, train_config_to_dict
+from marketjax.experiment.runner import compile_run, debug_check, seed_keys
+
+CHECKPOINT = "checkpoint.msgpack"
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _last_finite(history: list[list[float | None]], seed: int) -> float | None:
+    for row in reversed(history):
+        if row[seed] is not None:
+            return row[seed]
+    return None
+
+
+def prepare_run_dir(config: TrainConfig, *, resume: bool, overwrite: bool) -> Path:
+    """Creates (or checks, on resume) ``<out_dir>/<name>``; refuses to clobber."""
+    run_dir = Path(config.runner.out_dir) / config.name
+    resolved = dump_yaml(train_config_to_dict(config))
+    if run_dir.exists() and overwrite:
+        shutil.rmtree(run_dir)
+    if resume:
+        saved = run_dir / "config.yaml"
+        if not saved.is_file():
+            raise ConfigError(f"cannot resume: {saved} does not exist")
+        if saved.read_text() != resolved:
+            raise ConfigError(f"cannot resume: the config differs from {saved}")
+    elif run_dir.exists() and any(run_dir.iterdir()):
+        state = "finished" if (run_dir / "summary.json").exists() else "interrupted"
+        raise ConfigError(
+            f"run directory {run_dir} exists ({state}); pass --resume to continue "
+            "it, --overwrite to replace it, or choose another name"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_dir / "config.yaml", resolved)
+    return run_dir
+
+
+def train_and_write(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    stop_after_chunks: int | None = None,
+) -> dict:
+    """Trains ``config`` and writes its run directory; returns the summary.
+
+    Args:
+      config: a validated training config.
+      resume: continue from the run directory's checkpoint.
+      overwrite: delete an existing run directory first.
+      stop_after_chunks: stop (without a summary) after this many chunks of this
+        call, as an interruption would; for tests of ``resume``.
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = prepare_run_dir(config, resume=resume, overwrite=overwrite)
+    run = compile_run(config)
+    schedule = run.schedule
+    state = run.init(seed_keys(config))
+    done_chunks, wall_s, history = 0, 0.0, []
+    metrics_path = run_dir / "metrics.jsonl"
+    if resume and (run_dir / CHECKPOINT).exists():
+        state, meta = load_checkpoint(run_dir / CHECKPOINT, state)
+        done_chunks, wall_s = meta["chunks_done"], meta["wall_s"]
+        lines = metrics_path.read_text().splitlines()[:done_chunks]
+        history = [json.loads(line)["mean_return_per_seed"] for line in lines]
+        write_atomic(metrics_path, "".join(line + "\n" for line in lines))
+    else:
+        write_atomic(metrics_path, "")
+
+    bar = tqdm(
+        total=schedule.total_env_steps * config.num_seeds,
+        initial=done_chunks * schedule.steps_per_chunk * config.num_seeds,
+        unit="step",
+        unit_scale=True,
+        disable=not config.runner.progress,
+        desc=f"{config.name} ({config.algo} on {config.env})",
+    )
+    lines = metrics_path.read_text()
+    for chunk_index in range(done_chunks, schedule.num_chunks):
+        if stop_after_chunks is not None and chunk_index - done_chunks >= (
+            stop_after_chunks
+        ):
+            bar.close()
+            return {}
+        start = time.perf_counter()
+        state, metrics = run.chunk(state)
+        metrics = jax.device_get(metrics)
+        wall_s += time.perf_counter() - start
+        if config.runner.debug:
+            debug_check(run, state, chunk_index)
+        per_seed = [_finite_or_none(x) for x in np.asarray(metrics["mean_return"])]
+        history.append(per_seed)
+        row = {
+            "chunk": chunk_index + 1,
+            "env_steps": (chunk_index + 1) * schedule.steps_per_chunk,
+            "wall_s": round(wall_s, 4),
+            "mean_return": _finite_or_none(
+                np.nanmedian([np.nan if x is None else x for x in per_seed])
+            ),
+            "mean_return_per_seed": per_seed,
+        }
+        for key, value in metrics.items():
+            if key != "mean_return":
+                row[key] = _finite_or_none(np.median(np.asarray(value)))
+        lines += json.dumps(row) + "\n"
+        write_atomic(metrics_path, lines)
+        if config.runner.checkpoint:
+            save_checkpoint(
+                run_dir / CHECKPOINT,
+                state,
+                {"chunks_done": chunk_index + 1, "wall_s": wall_s},
+            )
+        bar.update(schedule.steps_per_chunk * config.num_seeds)
+        bar.set_postfix(mean_return=row["mean_return"])
+    bar.close()
+
+    final_per_seed = [_last_finite(history, s) for s in range(config.num_seeds)]
+    finite = [x for x in final_per_seed if x is not None]
+    summary = {
+        "name": config.name,
+        "algo": config.algo,
+        "env": config.env,
+        "num_seeds": config.num_seeds,
+        "num_envs": config.num_envs,
+        "final_mean_return": float(np.median(finite)) if finite else None,
+        "final_mean_return_per_seed": final_per_seed,
+        "env_steps": schedule.total_env_steps,
+        "env_steps_per_s": schedule.total_env_steps
+        * config.num_seeds
+        / max(wall_s, 1e-9),
+        "wall_s": wall_s,
+        "compile_s": run.compile_s,
+        "traces": run.trace_count,
+    }
+    plots.plot_returns(
+        run_dir / "metrics.jsonl",
+        run_dir / "returns.png",
+        title=f"{config.name}: {config.algo} on {config.env}",
+    )
+    write_json_atomic(run_dir / "summary.json", summary)
+    return summary

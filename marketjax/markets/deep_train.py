@@ -1,0 +1,259 @@
+"""Training a deep market (``algo: deep``): CAPITALISM, bid learning, or both.
+
+One update = ``rollout_steps`` market steps in each of ``num_envs`` episodes, then:
+
+- ``learning: selection`` — the paper's training loop alone: wealth is the only
+  parameter; bankrupt agents leave and entrants (mutated clones of the richest, or
+  fresh draws) receive an allowance (``agents/population.py``).
+- ``learning: bids`` — every agent's bid function is trained with optax toward its
+  own realised payoff stream: the reward plus γ times the credit paid by the next
+  buyer. Under the Vickrey rule the seller is credited the next highest bid, so the
+  target is r + γ·max_a' bid(s', a'): the optimal bid is Q(s, a_agent) (seed 004;
+  Chang et al. 2020), and the update is Q-learning with λ-returns (Peng's Q(λ)) over
+  the on-policy rollout, LayerNorm networks and no replay buffer, as in PQN
+  (Gallici et al. 2024). Each agent learns only from the steps it won.
+- ``learning: both`` — the two together.
+
+Exploration is an ε-lottery: with probability ε an episode's right goes to a
+uniformly drawn valid agent, who pays no more than its own bid (ε anneals linearly).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from marketjax.agents.families import AgentFamily, make_family
+from marketjax.agents.population import PopulationParams, init_population, renew
+from marketjax.envs.gymnax_adapter import BatchedEnv
+from marketjax.experiment.config import ConfigError, field
+from marketjax.experiment.registry import TrainConfig, Trainer
+from marketjax.markets.deep import (
+    DeepMarket,
+    DeepMarketParams,
+    DeepMarketState,
+    StepRecord,
+    market_books_imbalance,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepConfig:
+    """The ``deep:`` section of a training config."""
+
+    num_agents: int = field(8, lo=1, doc="N agent slots")
+    family: Literal["linear", "mlp", "policy"] = "mlp"
+    hidden: tuple[int, ...] = (64, 64)
+    layer_norm: bool = True
+    auction: Literal["bucket_brigade", "vickrey", "credit_conserving"] = "vickrey"
+    gamma: float = field(0.99, lo=0.0, hi=1.0)
+    initial_wealth: float = field(1e6, lo=0.0, lo_open=True)
+    rent: float = field(0.0, lo=0.0, doc="ε paid by the owner each step")
+    learning: Literal["selection", "bids", "both"] = "bids"
+    allowance: float = field(10.0, lo=0.0)
+    exit_threshold: float = field(0.0)
+    clone_prob: float = field(0.8, lo=0.0, hi=1.0)
+    mutation_scale: float = field(0.05, lo=0.0)
+    min_age: int = field(1, lo=0)
+    rollout_steps: int = field(16, lo=1, doc="env steps per update per episode")
+    lr: float = field(1e-3, lo=0.0, lo_open=True)
+    anneal_lr: bool = True
+    max_grad_norm: float = field(10.0, lo=0.0, lo_open=True)
+    epochs: int = field(1, lo=1, doc="gradient steps per update")
+    td_lambda: float = field(0.65, lo=0.0, hi=1.0)
+    explore_start: float = field(1.0, lo=0.0, hi=1.0)
+    explore_end: float = field(0.05, lo=0.0, hi=1.0)
+    explore_fraction: float = field(0.2, lo=0.0, hi=1.0)
+
+    def validate(self, config: TrainConfig) -> None:
+        from marketjax.envs.gymnax_adapter import env_spec
+
+        if not env_spec(config.env).discrete:
+            raise ConfigError(
+                f"'env': the deep market needs discrete actions; "
+                f"{config.env} has a Box action space"
+            )
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(f"'deep.hidden' widths must be >= 1, got {self.hidden}")
+
+
+CONFIG_CLASS = DeepConfig
+
+
+@struct.dataclass
+class DeepTrainState:
+    """Everything one seed's training carries between updates."""
+
+    market: DeepMarketState
+    opt_state: Any  # optax state of each agent's bid parameters, leaves [N, ...]
+    key: jax.Array  # typed PRNG key
+    update_index: jax.Array  # i32[]
+
+
+def lambda_returns(
+    reward: jax.Array, done: jax.Array, credit_next: jax.Array, gamma, lam
+) -> jax.Array:
+    """Peng's Q(λ) targets of the realised payoff stream, computed backwards.
+
+    Args:
+      reward: f32[T, B] reward collected by the owner at each step.
+      done: bool[T, B] the episode ended at step t (no credit follows).
+      credit_next: f32[T, B] credit the next buyer pays for the right after step t.
+      gamma: discount γ.
+      lam: λ in [0, 1]; 0 gives the one-step payoff r_t + γ·credit_{t+1}.
+
+    Returns:
+      f32[T, B] targets y_t = r_t + γ(1 − d_t)[(1 − λ)·c_{t+1} + λ·y_{t+1}], with
+      y_T = c_T (bootstrap from the auction on the last observation).
+    """
+
+    def back(next_y, xs):
+        r, d, c = xs
+        y = r + gamma * (1.0 - d) * ((1.0 - lam) * c + lam * next_y)
+        return y, y
+
+    _, ys = jax.lax.scan(
+        back,
+        credit_next[-1],
+        (reward, done.astype(jnp.float32), credit_next),
+        reverse=True,
+    )
+    return ys
+
+
+def bid_loss(family: AgentFamily, bid_params, obs, targets, mask) -> jax.Array:
+    """Mean squared error of one agent's bids on the steps it won.
+
+    Args:
+      family: the agent family.
+      bid_params: one agent's bid parameters.
+      obs: f32[M, D] observations of all M = T·B steps.
+      targets: f32[M] payoff-stream targets.
+      mask: f32[M], 1 where this agent won.
+    """
+    bids = jax.vmap(lambda o: family.bid({"bid": bid_params}, o))(obs)
+    return jnp.sum(mask * (bids - targets) ** 2) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def make_trainer(config: TrainConfig) -> Trainer:
+    """Builds the deep market's trainer for one seed (see module docstring)."""
+    dc: DeepConfig = config.algo_config
+    env = BatchedEnv(config.env, config.num_envs)
+    family = make_family(
+        dc.family, env.spec.obs_dim, env.spec.num_actions, dc.hidden, dc.layer_norm
+    )
+    market = DeepMarket(env, family, dc.auction)
+    steps_per_update = dc.rollout_steps * config.num_envs
+    num_updates = max(1, -(-config.total_env_steps // steps_per_update))
+    learn_bids = dc.learning in ("bids", "both")
+    select = dc.learning in ("selection", "both")
+    lr = (
+        optax.linear_schedule(dc.lr, 0.0, num_updates * dc.epochs)
+        if dc.anneal_lr
+        else dc.lr
+    )
+    optimizer = optax.chain(optax.clip_by_global_norm(dc.max_grad_norm), optax.adam(lr))
+    explore_schedule = optax.linear_schedule(
+        dc.explore_start,
+        dc.explore_end,
+        max(1, int(dc.explore_fraction * num_updates)),
+    )
+    pop_params = PopulationParams(
+        allowance=jnp.float32(dc.allowance),
+        exit_threshold=jnp.float32(dc.exit_threshold),
+        clone_prob=jnp.float32(dc.clone_prob),
+        mutation_scale=jnp.float32(dc.mutation_scale),
+        min_age=jnp.int32(dc.min_age),
+    )
+    grad_fn = jax.vmap(
+        jax.value_and_grad(lambda p, o, y, m: bid_loss(family, p, o, y, m)),
+        in_axes=(0, None, None, 0),
+    )
+
+    def init(key):
+        k_pop, k_env, k_state = jax.random.split(key, 3)
+        pop = init_population(k_pop, family, dc.num_agents, dc.initial_wealth)
+        return DeepTrainState(
+            market=market.init(k_env, pop),
+            opt_state=jax.vmap(optimizer.init)(pop.params["bid"]),
+            key=k_state,
+            update_index=jnp.zeros((), jnp.int32),
+        )
+
+    def learn(state: DeepMarketState, opt_state, rec: StepRecord, k_boot, explore):
+        pop = state.population
+        _, _, last = market.auction(k_boot, pop, state.obs, jnp.float32(0.0))
+        credit_next = jnp.concatenate([rec.credit[1:], last.credit[None]], axis=0)
+        targets = lambda_returns(
+            rec.reward, rec.done, credit_next, dc.gamma, dc.td_lambda
+        )
+        obs = rec.obs.reshape(-1, rec.obs.shape[-1])
+        winners = rec.winner.reshape(-1)
+        masks = (winners[None, :] == jnp.arange(pop.size)[:, None]).astype(jnp.float32)
+        y = jax.lax.stop_gradient(targets.reshape(-1))
+
+        def epoch(carry, _):
+            bid_params, opt_state = carry
+            loss, grads = grad_fn(bid_params, obs, y, masks)
+            updates, opt_state = jax.vmap(optimizer.update)(
+                grads, opt_state, bid_params
+            )
+            return (optax.apply_updates(bid_params, updates), opt_state), loss
+
+        (bid_params, opt_state), losses = jax.lax.scan(
+            epoch, (pop.params["bid"], opt_state), None, length=dc.epochs
+        )
+        params = {**pop.params, "bid": bid_params}
+        state = state.replace(population=pop.replace(params=params))
+        return state, opt_state, jnp.mean(losses[-1])
+
+    def update(ts: DeepTrainState):
+        key, k_roll, k_boot, k_renew = jax.random.split(ts.key, 4)
+        explore = jnp.asarray(explore_schedule(ts.update_index), jnp.float32)
+        params = DeepMarketParams(jnp.float32(dc.gamma), jnp.float32(dc.rent), explore)
+        state, rec = market.rollout(k_roll, ts.market, params, dc.rollout_steps)
+        opt_state, loss = ts.opt_state, jnp.float32(0.0)
+        if learn_bids:
+            state, opt_state, loss = learn(state, opt_state, rec, k_boot, explore)
+        entries = jnp.float32(0.0)
+        if select:
+            renewal = renew(k_renew, family, state.population, pop_params)
+            books = state.books.record(
+                bank_delta=renewal.exits_to_bank, allowances=renewal.allowances
+            )
+            state = market.forget_owners(state, renewal.replaced)
+            state = state.replace(population=renewal.population, books=books)
+            fresh_opt = jax.vmap(optimizer.init)(renewal.population.params["bid"])
+            opt_state = jax.tree.map(
+                lambda new, old: jnp.where(
+                    renewal.replaced.reshape((-1,) + (1,) * (old.ndim - 1)), new, old
+                ),
+                fresh_opt,
+                opt_state,
+            )
+            entries = renewal.num_entries.astype(jnp.float32)
+        wealth = state.population.wealth
+        metrics = {
+            "episode_return_sum": jnp.sum(rec.completed_return_sum),
+            "episode_count": jnp.sum(rec.completed_count),
+            "mean_price": jnp.mean(rec.paid),
+            "mean_top_bid": jnp.mean(rec.top_bid),
+            "bank_acted_frac": jnp.mean((rec.winner < 0).astype(jnp.float32)),
+            "bid_loss": loss,
+            "explore": explore,
+            "entries": entries,
+            "wealth_max": jnp.max(wealth),
+            "wealth_min": jnp.min(wealth),
+            "books_imbalance": market_books_imbalance(state),
+        }
+        new = DeepTrainState(state, opt_state, key, ts.update_index + 1)
+        return new, metrics
+
+    return Trainer(
+        init, update, steps_per_update, lambda ts: market_books_imbalance(ts.market)
+    )

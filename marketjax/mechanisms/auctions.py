@@ -1,0 +1,71 @@
+"""Sealed-bid auctions for the right to act (Algorithm 1's "choose winning agent").
+
+Both rules take bids ``f32[..., N]`` over N agents and an optional validity mask
+``bool[..., N]``, batched over any leading axes. The highest valid bid wins; ties go
+to the lowest index; if nobody is valid the winner is -1 and the price 0.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class AuctionResult(NamedTuple):
+    """Outcome of one auction per leading index."""
+
+    winner: jax.Array  # i32[...], -1 if no valid bid
+    price: jax.Array  # f32[...], what the winner pays under the rule
+
+
+class Ranking(NamedTuple):
+    """The two highest valid bids of an auction (shared by every rule)."""
+
+    winner: jax.Array  # i32[...], -1 if no valid bid
+    top: jax.Array  # f32[...], highest valid bid (0 if none)
+    second: jax.Array  # f32[...], second-highest valid bid (0 if fewer than two)
+
+
+def rank_bids(bids: jax.Array, valid: jax.Array | None = None) -> Ranking:
+    """Finds the winner and the two highest valid bids.
+
+    Args:
+      bids: f32[..., N] bids.
+      valid: bool[..., N] which bids count (default: all).
+
+    Returns:
+      A :class:`Ranking`; ``argmax`` returns the first maximum, so ties go to the
+      lowest index.
+    """
+    bids = jnp.asarray(bids, jnp.float32)
+    if valid is None:
+        valid = jnp.ones(bids.shape, bool)
+    if valid.shape != bids.shape:
+        raise ValueError(f"valid has shape {valid.shape}, bids have {bids.shape}")
+    masked = jnp.where(valid, bids, -jnp.inf)
+    winner = jnp.argmax(masked, axis=-1)
+    count = jnp.sum(valid, axis=-1)
+    top = jnp.take_along_axis(masked, winner[..., None], axis=-1)[..., 0]
+    n = bids.shape[-1]
+    is_winner = jnp.arange(n) == winner[..., None]
+    second = jnp.max(jnp.where(is_winner, -jnp.inf, masked), axis=-1)
+    return Ranking(
+        winner=jnp.where(count > 0, winner, -1).astype(jnp.int32),
+        top=jnp.where(count > 0, top, 0.0),
+        second=jnp.where(count > 1, second, 0.0),
+    )
+
+
+def first_price(bids: jax.Array, valid: jax.Array | None = None) -> AuctionResult:
+    """First-price auction (Holland's bucket brigade): the winner pays its own bid."""
+    r = rank_bids(bids, valid)
+    return AuctionResult(r.winner, r.top)
+
+
+def second_price(bids: jax.Array, valid: jax.Array | None = None) -> AuctionResult:
+    """Second-price (Vickrey 1961) auction: the winner pays the second-highest valid
+    bid; a lone valid bidder pays 0."""
+    r = rank_bids(bids, valid)
+    return AuctionResult(r.winner, r.second)
