@@ -1,0 +1,116 @@
+"""Eq. (1): equilibrium prices of the production economy are backprop gradients."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from marketjax.embeddings import economy as econ
+from marketjax.embeddings import mlp, prices
+
+# Wentworth's chain: x -> a = sqrt(x) -> b = 1 - 1/(a + 1), consumer values ln(b).
+SQRT = econ.Technology(
+    lambda _, c: jnp.sqrt(c), lambda _, c: (0.5 / jnp.sqrt(c))[:, None]
+)
+SATURATE = econ.Technology(
+    lambda _, c: 1.0 - 1.0 / (c + 1.0), lambda _, c: (1.0 / (c + 1.0) ** 2)[:, None]
+)
+
+
+def _wentworth():
+    return econ.chain(
+        (SQRT, SATURATE), (None, None), jnp.array([4.0]), lambda _, b: 1.0 / b
+    )
+
+
+@pytest.mark.parametrize("step_size,max_iters", [(1.0, 10), (0.6, 200)])
+def test_wentworth_chain_known_answer(step_size, max_iters):
+    eq = jax.jit(
+        lambda e: econ.equilibrium(
+            e, step_size=step_size, max_iters=max_iters, tol=1e-7
+        )
+    )(_wentworth())
+    assert bool(eq.converged)
+    np.testing.assert_allclose(
+        [float(q[0]) for q in eq.quantities], [4, 2, 2 / 3], rtol=1e-6
+    )
+    p_x, p_a, p_b = (float(p[0]) for p in eq.prices)
+    np.testing.assert_allclose([p_b, p_a, p_x], [3 / 2, 1 / 6, 1 / 24], rtol=1e-6)
+    if step_size == 1.0:  # a DAG of 2 stages settles in 2*2 + 1 updates
+        assert int(eq.iterations) == 5
+
+
+def _problem(sizes=(3, 8, 6, 2), batch=12, seed=0):
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    layers = mlp.init(k1, sizes)
+    x = jax.random.normal(k2, (batch, sizes[0]))
+    y = jax.random.normal(k3, (batch, sizes[-1]))
+    return layers, x, y
+
+
+@pytest.mark.parametrize("loss", ["mse", "xent"])
+@pytest.mark.parametrize("step_size,max_iters", [(1.0, 20), (0.5, 400)])
+def test_prices_equal_gradients_tanh(loss, step_size, max_iters):
+    layers, x, y = _problem()
+    if loss == "xent":
+        y = jnp.arange(x.shape[0]) % 2
+    report = prices.compare(
+        layers,
+        x,
+        y,
+        activation="tanh",
+        loss=loss,
+        step_size=step_size,
+        max_iters=max_iters,
+        tol=1e-6,
+    )
+    assert bool(report.converged)
+    assert report.rel_error.shape == (3,)
+    assert [p.shape for p in report.prices] == [(12, 8), (12, 6), (12, 2)]
+    assert float(report.rel_error.max()) <= 1e-4
+    assert float(report.cosine.min()) >= 1 - 1e-4
+    # the gradients really are jax.grad's; the prices only agree with them
+    for p, g in zip(report.prices, report.gradients, strict=True):
+        np.testing.assert_allclose(p, g, rtol=1e-4, atol=1e-5 * float(jnp.abs(g).max()))
+    if step_size == 1.0:
+        assert int(report.iterations) == 2 * 3 + 1
+
+
+def test_onehot_labels_match_integer_labels():
+    layers, x, _ = _problem()
+    labels = jnp.arange(x.shape[0]) % 2
+    a = prices.compare(layers, x, labels, loss="xent")
+    b = prices.compare(layers, x, jax.nn.one_hot(labels, 2), loss="xent")
+    np.testing.assert_allclose(a.prices[0], b.prices[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["softplus", "relu", "sigmoid", "identity"])
+def test_other_activations(activation):
+    layers, x, y = _problem(seed=1)
+    report = prices.compare(layers, x, y, activation=activation)
+    assert bool(report.converged)
+    assert float(report.rel_error.max()) <= 1e-4
+
+
+def test_tiny_budget_is_unconverged():
+    layers, x, y = _problem()
+    report = prices.compare(layers, x, y, step_size=0.05, max_iters=3)
+    assert not bool(report.converged)
+    assert int(report.iterations) == 3
+    assert not bool(report.layer_converged[0])
+    assert float(report.residual.max()) > 1e-2
+    assert float(report.rel_error[0]) > 1e-2
+
+
+def test_refuses_bad_arguments():
+    layers, x, y = _problem()
+    with pytest.raises(ValueError, match="unknown loss"):
+        prices.compare(layers, x, y, loss="hinge")
+    with pytest.raises(ValueError, match="unknown activation"):
+        prices.compare(layers, x, y, activation="gelu")
+    with pytest.raises(ValueError, match="y has shape"):
+        prices.compare(layers, x, y[:, :1])
+    with pytest.raises(ValueError, match="labels must lie"):
+        prices.compare(layers, x, jnp.full(x.shape[0], 5), loss="xent")
+    with pytest.raises(ValueError, match="step_size"):
+        prices.compare(layers, x, y, step_size=0.0)
