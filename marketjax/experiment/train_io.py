@@ -35,6 +35,11 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
+def _median_or_none(values: list[float | None]) -> float | None:
+    finite = [x for x in values if x is not None]
+    return float(np.median(finite)) if finite else None
+
+
 def _last_finite(history: list[list[float | None]], seed: int) -> float | None:
     for row in reversed(history):
         if row[seed] is not None:
@@ -125,9 +130,7 @@ def train_and_write(
             "chunk": chunk_index + 1,
             "env_steps": (chunk_index + 1) * schedule.steps_per_chunk,
             "wall_s": round(wall_s, 4),
-            "mean_return": _finite_or_none(
-                np.nanmedian([np.nan if x is None else x for x in per_seed])
-            ),
+            "mean_return": _median_or_none(per_seed),
             "mean_return_per_seed": per_seed,
         }
         for key, value in metrics.items():
@@ -146,14 +149,13 @@ def train_and_write(
     bar.close()
 
     final_per_seed = [_last_finite(history, s) for s in range(config.num_seeds)]
-    finite = [x for x in final_per_seed if x is not None]
     summary = {
         "name": config.name,
         "algo": config.algo,
         "env": config.env,
         "num_seeds": config.num_seeds,
         "num_envs": config.num_envs,
-        "final_mean_return": float(np.median(finite)) if finite else None,
+        "final_mean_return": _median_or_none(final_per_seed),
         "final_mean_return_per_seed": final_per_seed,
         "env_steps": schedule.total_env_steps,
         "env_steps_per_s": schedule.total_env_steps

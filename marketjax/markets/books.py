@@ -47,6 +47,7 @@ class Books:
     rewards_in: KahanSum  # rewards paid into the economy by the environment
     rent_out: KahanSum  # rent taken out of the economy
     allowances_in: KahanSum  # allowances granted to entrants
+    net_inflow: KahanSum  # rewards − rent + allowances, summed per round
 
     @classmethod
     def open(cls, agent_wealth: jax.Array, bank: float = 0.0) -> Books:
@@ -55,6 +56,7 @@ class Books:
         return cls(
             KahanSum.of(bank),
             initial,
+            KahanSum.of(0.0),
             KahanSum.of(0.0),
             KahanSum.of(0.0),
             KahanSum.of(0.0),
@@ -69,21 +71,26 @@ class Books:
         allowances: jax.Array = 0.0,
     ) -> Books:
         """Adds one round of flows (each an f32 scalar)."""
+        rewards, rent, allowances = (
+            jnp.asarray(x, jnp.float32) for x in (rewards, rent, allowances)
+        )
         return Books(
             bank=self.bank.add(bank_delta),
             initial=self.initial,
             rewards_in=self.rewards_in.add(rewards),
             rent_out=self.rent_out.add(rent),
             allowances_in=self.allowances_in.add(allowances),
+            net_inflow=self.net_inflow.add(rewards - rent + allowances),
         )
 
     def expected_total(self) -> jax.Array:
-        return (
-            self.initial
-            + self.rewards_in.value
-            - self.rent_out.value
-            + self.allowances_in.value
-        )
+        """initial + rewards − rent + allowances.
+
+        Summed round by round (``net_inflow``) rather than from the three running
+        totals: those grow without bound, and the difference of large float32
+        numbers would lose the cents that the check is about.
+        """
+        return self.initial + self.net_inflow.value
 
 
 def books_imbalance(books: Books, agent_wealth: jax.Array) -> jax.Array:

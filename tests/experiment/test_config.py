@@ -1,0 +1,87 @@
+"""Config errors name the key before anything compiles; overrides; round trip."""
+
+import pytest
+import yaml
+
+from marketjax.experiment.config import ConfigError, apply_overrides, load_yaml
+from marketjax.experiment.registry import parse_train_config, train_config_to_dict
+
+BASE = {
+    "name": "t",
+    "algo": "deep",
+    "env": "CartPole-v1",
+    "total_env_steps": 1000,
+    "deep": {"num_agents": 4},
+}
+
+
+def _with(**changes):
+    data = {**BASE, **changes}
+    return {k: v for k, v in data.items() if v is not None}
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_with(num_env=4), "unknown key 'num_env' (did you mean 'num_envs'?)"),
+        (_with(deep={"lerning": "bids"}), "unknown key 'deep.lerning' (did you mean"),
+        (_with(deep={"gamma": 1.5}), "'deep.gamma' must be <= 1.0, got 1.5"),
+        (_with(deep={"num_agents": 0}), "'deep.num_agents' must be >= 1, got 0"),
+        (_with(deep={"auction": "dutch"}), "'deep.auction' must be one of"),
+        (_with(num_envs="many"), "'num_envs' must be an integer, got 'many'"),
+        (_with(deep={"layer_norm": "yes"}), "'deep.layer_norm' must be true or false"),
+        (_with(total_env_steps=None), "missing required key 'total_env_steps'"),
+        (
+            _with(env="CartPol-v1"),
+            "unknown env 'CartPol-v1' (did you mean 'CartPole-v1'",
+        ),
+        (_with(algo="dep"), "unknown algorithm 'algo.dep' (did you mean 'deep'?)"),
+        (_with(env="Pendulum-v1"), "'env': the deep market needs discrete actions"),
+        (_with(ppo={"lr": 1e-3}), "section 'ppo' given but algo is 'deep'"),
+        (_with(runner={"num_chunks": 0}), "'runner.num_chunks' must be >= 1"),
+        (_with(deep={"hidden": [64, 0]}), "'deep.hidden' widths must be >= 1"),
+    ],
+)
+def test_bad_config_names_the_key(data, message):
+    with pytest.raises(ConfigError) as info:
+        parse_train_config(data)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_overrides_parse_yaml_scalars_and_nested_keys():
+    data = apply_overrides(
+        BASE, ["deep.lr=3e-4", "runner.debug=true", "num_envs=8", "deep.hidden=[4,4]"]
+    )
+    config = parse_train_config(data)
+    assert config.algo_config.lr == pytest.approx(3e-4)
+    assert config.runner.debug is True and config.num_envs == 8
+    assert config.algo_config.hidden == (4, 4)
+    assert BASE["deep"] == {"num_agents": 4}  # the input is not mutated
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        apply_overrides(BASE, ["deep.lr"])
+
+
+def test_resolved_config_round_trips_and_is_hashable(tmp_path):
+    config = parse_train_config(BASE)
+    hash(config)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(train_config_to_dict(config)))
+    assert parse_train_config(load_yaml(path)) == config
+
+
+def test_yaml_must_be_a_mapping(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_yaml(path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_yaml(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    "path", ["configs/quickstart.yaml", "configs/deep_cartpole.yaml"]
+)
+def test_shipped_configs_are_valid(path):
+    config = parse_train_config(load_yaml(path))
+    assert config.name and config.total_env_steps > 0
