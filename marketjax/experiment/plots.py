@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -37,5 +38,14 @@ def plot_returns(metrics_path: str | Path, png_path: str | Path, title: str) -> 
     ax.set_title(title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(png_path, dpi=100)
+    save_png(fig, png_path)
+
+
+def save_png(fig, png_path: str | Path) -> None:
+    """Saves a figure atomically (a reader never sees half a PNG) and closes it."""
+    from marketjax.experiment.checkpoint import write_atomic
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    write_atomic(png_path, buffer.getvalue())
