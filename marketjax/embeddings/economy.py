@@ -101,6 +101,8 @@ def _relative(diff: jax.Array, target: jax.Array, price: jax.Array) -> jax.Array
 class _Loop(NamedTuple):
     prices: tuple[jax.Array, ...]
     copies: tuple[jax.Array, ...]
+    good_t: tuple[jax.Array, ...]  # buyers' willingness to pay at `prices`
+    copy_t: tuple[jax.Array, ...]  # the same for the copies
     residual: jax.Array  # f32[n+1]
     it: jax.Array  # i32[]
     last_bad: jax.Array  # i32[n+1]
@@ -159,10 +161,12 @@ def equilibrium(
 
     prices0 = tuple(jnp.zeros_like(q) for q in quantities)
     copies0 = tuple(jnp.zeros_like(m) for m in marginals)
-    res0, _, _ = residual(prices0, copies0)
+    res0, good_t0, copy_t0 = residual(prices0, copies0)
     init = _Loop(
         prices0,
         copies0,
+        good_t0,
+        copy_t0,
         res0,
         jnp.int32(0),
         jnp.where(res0 > tol, 0, -1).astype(jnp.int32),
@@ -173,20 +177,23 @@ def equilibrium(
         return (c.it < max_iters) & jnp.any(c.residual > tol) & ~c.stalled
 
     def body(c: _Loop):
-        good_t, copy_t = targets(c.prices, c.copies)
+        # every price moves toward its buyer's willingness to pay (carried: the
+        # targets at the current prices were computed with the residual)
         prices = tuple(
-            p + step * (t - p) for p, t in zip(c.prices, good_t, strict=True)
+            p + step * (t - p) for p, t in zip(c.prices, c.good_t, strict=True)
         )
         copies = tuple(
-            q + step * (t - q) for q, t in zip(c.copies, copy_t, strict=True)
+            q + step * (t - q) for q, t in zip(c.copies, c.copy_t, strict=True)
         )
         moved = [jnp.any(a != b) for a, b in zip(prices, c.prices, strict=True)]
         moved += [jnp.any(a != b) for a, b in zip(copies, c.copies, strict=True)]
-        res, _, _ = residual(prices, copies)
+        res, good_t, copy_t = residual(prices, copies)
         it = c.it + 1
         return _Loop(
             prices,
             copies,
+            good_t,
+            copy_t,
             res,
             it,
             jnp.where(res > tol, it, c.last_bad),
