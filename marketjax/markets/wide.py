@@ -1,0 +1,223 @@
+"""The wide market (Algorithm 2, Definition 2.2), batched over B episodes.
+
+The goods are the rights to control the factors of the world's action (one good per
+factor: a board of ``MultiCatch-K``; a non-factored env is one good), each in supply
+1 and divisible. Each step, in every one of B episodes sharing one wealth vector:
+
+1. each agent's network reads the observation and outputs Q_i(ω)[g, a], the value
+   of controlling good g and acting a on it; its bid per unit of g is
+   ``q_ig = max_a Q_i[g, a]`` (capped so its valuation stays within its wealth);
+2. Equ clears every good (``wide_clear.clear``): prices p f32[B, G] and
+   allocations x f32[B, N, G];
+3. buyers pay ``p · x_i``; the previous holders (or the bank, at an episode's start)
+   are paid γ times the price pro rata to what they held; the bank keeps the rest;
+4. each good's controller, drawn among its holders in proportion to their holdings,
+   acts on it with its own proposed action (ε-greedy): an agent's action transforms
+   only goods it owns (``wide_clear.exercise``);
+5. the environment steps; the reward of factor g goes to g's holders pro rata to x;
+   holders pay rent ε per unit held; when an episode ends its holders sell to
+   nobody and the bank owns the fresh episode's goods.
+
+Settlement of all B episodes is one contraction over [B, N, G]; the books
+(``markets/books.py``) count rewards in and rent out, so that
+Σ wealth + bank = initial + rewards − rent.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from marketjax.agents.families import MLP
+from marketjax.agents.population import Population
+from marketjax.envs.gymnax_adapter import BatchedEnv, EpisodeStats, track_episodes
+from marketjax.markets.books import Books, books_imbalance
+from marketjax.markets.wide_clear import cap_bids, clear, exercise
+
+
+@struct.dataclass
+class WideMarketParams:
+    """Sweepable numbers of the market (array leaves)."""
+
+    gamma: jax.Array  # f32[], sellers' share γ of the price
+    rent: jax.Array  # f32[], ε paid per unit of a good held, per step
+    curvature: jax.Array  # f32[], c of the valuations v(x) = q·x − (c/2)|x|²
+    explore: jax.Array  # f32[], ε of the controllers' ε-greedy actions
+
+
+@struct.dataclass
+class WideMarketState:
+    """A population, B episodes, their holdings and the books."""
+
+    population: Population
+    env_state: Any  # gymnax state, leaves [B, ...]
+    obs: jax.Array  # f32[B, D], current observation of each episode
+    holdings: jax.Array  # f32[B, N, G], bundles held since the last step
+    stats: EpisodeStats
+    books: Books
+
+
+class WideStepRecord(NamedTuple):
+    """What one wide-market step did (stacked over steps by ``lax.scan``)."""
+
+    obs: jax.Array  # f32[B, D], observation the agents valued
+    price: jax.Array  # f32[B, G], clearing prices
+    allocation: jax.Array  # f32[B, N, G], equilibrium bundles
+    controller: jax.Array  # i32[B, G], holder that acted on each good
+    action: jax.Array  # i32[B, G], action taken on each good
+    factor_reward: jax.Array  # f32[B, G], reward of each good's factor
+    done: jax.Array  # bool[B], the episode ended at this step
+    completed_return_sum: jax.Array  # f32[]
+    completed_count: jax.Array  # f32[]
+
+
+class QNetworks(NamedTuple):
+    """An agent family for the wide market: ω -> Q f32[G, A] (for ONE agent)."""
+
+    init: Any  # key -> params
+    apply: Any  # (params, obs f32[D]) -> f32[G, A]
+
+
+def make_q_networks(
+    obs_dim: int, num_goods: int, num_actions: int, hidden, layer_norm: bool
+) -> QNetworks:
+    """An MLP from the observation to a Q-value per (good, action)."""
+    net = MLP(tuple(hidden), num_goods * num_actions, layer_norm)
+    dummy = jnp.zeros((obs_dim,), jnp.float32)
+
+    def apply(params, obs):
+        return net.apply(params, obs).reshape(num_goods, num_actions)
+
+    return QNetworks(lambda key: net.init(key, dummy), apply)
+
+
+def factors(env: BatchedEnv) -> tuple[int, int]:
+    """``(G goods, actions per good)``: an env's factors, or one good."""
+    inner = env.env
+    if hasattr(inner, "num_factors"):
+        return int(inner.num_factors), int(inner.factor_actions)
+    return 1, env.spec.num_actions
+
+
+def settle(price, allocation, held, factor_reward, gamma, rent):
+    """Money moved by one step of all B episodes (Algorithm 2's CAPITALISM).
+
+    Args:
+      price: f32[B, G]; allocation: f32[B, N, G] bought this step; held: f32[B, N, G]
+        bundles held before (sold now); factor_reward: f32[B, G]; gamma, rent: f32[].
+
+    Returns:
+      ``(agent_delta f32[N], bank_delta, rewards_in, rent_out)`` (f32 scalars), with
+      Σ agent_delta + bank_delta = rewards_in − rent_out.
+    """
+    per_unit = (factor_reward - price - rent)[:, None, :]
+    credit = gamma * price[:, None, :]
+    agent = jnp.sum(allocation * per_unit + credit * held, axis=(0, 2))
+    bought = jnp.sum(allocation, axis=1)  # [B, G]
+    sold = jnp.sum(held, axis=1)  # [B, G]
+    bank = jnp.sum(price * bought - gamma * price * sold)
+    return agent, bank, jnp.sum(factor_reward * bought), rent * jnp.sum(bought)
+
+
+class WideMarket:
+    """Algorithm 2 on an environment, for one Q-network family.
+
+    Shapes are fixed here: N (via the population), B (via the env) and G goods (via
+    the env's factors); numbers you might sweep are in :class:`WideMarketParams`.
+    """
+
+    def __init__(self, env: BatchedEnv, nets: QNetworks, proportional: bool = True):
+        if not env.spec.discrete:
+            raise ValueError(f"the wide market needs discrete actions; {env.name}")
+        self.env = env
+        self.nets = nets
+        self.proportional = proportional
+        self.num_goods, self.num_actions = factors(env)
+        inner = env.env
+        self.encode = (
+            inner.encode if hasattr(inner, "encode") else (lambda a: a[..., 0])
+        )
+
+    def init(self, key: jax.Array, population: Population) -> WideMarketState:
+        obs, env_state = self.env.reset(key)
+        b, n = self.env.num_envs, population.size
+        return WideMarketState(
+            population=population,
+            env_state=env_state,
+            obs=obs,
+            holdings=jnp.zeros((b, n, self.num_goods), jnp.float32),
+            stats=EpisodeStats.zeros(b),
+            books=Books.open(population.wealth),
+        )
+
+    def q_values(self, params: Any, obs: jax.Array) -> jax.Array:
+        """Q f32[B, N, G, A] of every agent (vmap over agents of vmap over B)."""
+        per_agent = jax.vmap(jax.vmap(self.nets.apply, (None, 0)), (0, None))
+        return jnp.moveaxis(per_agent(params, obs), 0, 1)
+
+    def equilibrium(self, population: Population, q: jax.Array, curvature):
+        """Capped bids f32[B, N, G], then prices f32[B, G] and bundles [B, N, G]."""
+        bids = cap_bids(jnp.max(q, axis=-1), population.wealth, curvature)
+        price, alloc = clear(jnp.swapaxes(bids, 1, 2), jnp.float32(1.0), curvature)
+        return bids, price, jnp.swapaxes(alloc, 1, 2)
+
+    def step(
+        self, key: jax.Array, state: WideMarketState, params: WideMarketParams
+    ) -> tuple[WideMarketState, WideStepRecord]:
+        """One step of every episode: value, clear, exercise, env step, settle."""
+        k_act, k_env = jax.random.split(key)
+        pop = state.population
+        q = self.q_values(pop.params, state.obs)
+        _, price, alloc = self.equilibrium(pop, q, params.curvature)
+        proposals = jnp.argmax(q, axis=-1).astype(jnp.int32)  # [B, N, G]
+        controller, action, _ = exercise(
+            k_act, alloc, proposals, params.explore, self.num_actions, self.proportional
+        )
+        obs, env_state, reward, done, info = self.env.step(
+            k_env, state.env_state, self.encode(action)
+        )
+        factor_reward = info.get("factor_rewards", reward[:, None])
+        delta, bank, rewards_in, rent_out = settle(
+            price, alloc, state.holdings, factor_reward, params.gamma, params.rent
+        )
+        books = state.books.record(bank_delta=bank, rewards=rewards_in, rent=rent_out)
+        population = pop.replace(wealth=pop.wealth + delta)
+        stats, ret_sum, ret_count = track_episodes(state.stats, reward, done)
+        # At an episode's end the holders sell to nobody: the bank owns the goods
+        # of the fresh episode and sells them at the next step.
+        holdings = jnp.where(done[:, None, None], 0.0, alloc)
+        new_state = WideMarketState(population, env_state, obs, holdings, stats, books)
+        record = WideStepRecord(
+            state.obs,
+            price,
+            alloc,
+            controller,
+            action,
+            factor_reward,
+            done,
+            ret_sum,
+            ret_count,
+        )
+        return new_state, record
+
+    def rollout(
+        self,
+        key: jax.Array,
+        state: WideMarketState,
+        params: WideMarketParams,
+        num_steps: int,
+    ) -> tuple[WideMarketState, WideStepRecord]:
+        """``num_steps`` market steps with ``lax.scan``; records stacked [T, ...]."""
+
+        def body(s, k):
+            return self.step(k, s, params)
+
+        return jax.lax.scan(body, state, jax.random.split(key, num_steps))
+
+
+def wide_books_imbalance(state: WideMarketState) -> jax.Array:
+    """Relative imbalance of a wide market's books (0 when they balance)."""
+    return books_imbalance(state.books, state.population.wealth)

@@ -1,0 +1,138 @@
+"""The wide market's pure kernels: Equ in closed form, budget caps, property rights.
+
+Valuations (seed Def. 2.2, "α_b is an agent's valuation function over bundles"):
+agent ``i`` values a bundle ``x ∈ R^G_+`` of control rights at
+
+    v_i(x) = Σ_g q_ig x_g − (c/2) ||x||²,
+
+with ``q_ig`` its learned bid per unit of good ``g`` and ``c > 0`` a fixed curvature
+(diminishing returns: without it, demand is set-valued and Equ has no unique answer).
+Such an economy is separable across goods and Equ has a closed form: agent ``i``
+demands ``x_ig(p) = max(0, q_ig − p_g) / c`` and the market for ``g`` clears at the
+unique ``p_g`` with ``Σ_i max(0, q_ig − p_g) = c s_g`` (water filling: the Euclidean
+projection of ``q_·g / c`` onto the simplex of size ``s_g``). Every unit is allocated
+(the paper's first condition) and ``p · x_i <= v_i(x_i)`` (second and third: each
+bundle is a utility maximiser, so its utility is at least that of the empty bundle).
+There is no free disposal: a control right that must be held by someone is a *bad*
+when every agent expects to lose from it, and its price is then negative (as in the
+deep market's auctions). Where the price is positive it equals the Walrasian
+equilibrium price computed by ``equilibrium.quasilinear`` (tested).
+
+Budget caps (Algorithm 2, ``b[α] <- min(α_b, w[α])``): bids are scaled down so that
+``sup_x v_i(x) = Σ_g max(q_ig, 0)² / (2c) <= max(w_i, 0)``; an agent therefore never
+pays more for its bundle than its wealth.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def clear(bids: jax.Array, supply: jax.Array, curvature: jax.Array):
+    """Equ in closed form for the quadratic valuations above, one market per good.
+
+    Args:
+      bids: f32[..., N] every agent's (capped) bid q for one good, per market.
+      supply: f32[...] or scalar, the good's supply s > 0.
+      curvature: f32[] c > 0.
+
+    Returns:
+      ``(price f32[...], allocation f32[..., N])`` with ``Σ_N allocation = supply``
+      (to float32 rounding) and ``allocation_i = max(0, q_i − price) / c``.
+    """
+    n = bids.shape[-1]
+    supply = jnp.broadcast_to(jnp.asarray(supply, bids.dtype), bids.shape[:-1])
+    ranked = -jnp.sort(-bids, axis=-1)
+    counts = jnp.arange(1, n + 1, dtype=bids.dtype).reshape((1,) * supply.ndim + (n,))
+    candidate = (jnp.cumsum(ranked, axis=-1) - (curvature * supply)[..., None]) / counts
+    active = jnp.sum((ranked > candidate).astype(jnp.int32), axis=-1)
+    k = jnp.maximum(active, 1)[..., None]
+    price = jnp.take_along_axis(candidate, k - 1, axis=-1)[..., 0]
+    allocation = jnp.maximum(bids - price[..., None], 0.0) / curvature
+    return price, allocation
+
+
+def cap_bids(bids: jax.Array, wealth: jax.Array, curvature: jax.Array) -> jax.Array:
+    """Scales each agent's bids so that its valuation never exceeds its wealth.
+
+    Args:
+      bids: f32[B, N, G] raw bids q_ig per episode.
+      wealth: f32[N] shared across the B episodes (footnote 2).
+      curvature: f32[] c.
+
+    Returns:
+      f32[B, N, G] bids κ_i q_i with κ_i = min(1, sqrt(2c w_i⁺ / Σ_g (q_ig⁺)²)).
+    """
+    positive = jnp.sum(jnp.square(jnp.maximum(bids, 0.0)), axis=-1)  # [B, N]
+    room = 2.0 * curvature * jnp.maximum(wealth, 0.0)[None, :]
+    scale = jnp.where(
+        positive > room, jnp.sqrt(room / jnp.maximum(positive, 1e-30)), 1.0
+    )
+    return bids * scale[..., None]
+
+
+def valuation(bids: jax.Array, bundle: jax.Array, curvature: jax.Array) -> jax.Array:
+    """v(x) = q · x − (c/2)||x||² for one agent (bids, bundle f32[G])."""
+    return jnp.dot(bids, bundle) - 0.5 * curvature * jnp.dot(bundle, bundle)
+
+
+def draw_controllers(
+    key: jax.Array, holdings: jax.Array, proportional: bool = True
+) -> jax.Array:
+    """Who exercises each good's control right (exercised property right s_x(ω)).
+
+    Args:
+      key: typed PRNG key.
+      holdings: f32[B, N, G] allocations; each good's column sums to its supply.
+      proportional: draw the controller with probability proportional to its
+        holding (its expected share of control equals its share of the good);
+        otherwise the largest holder controls.
+
+    Returns:
+      i32[B, G], an agent holding a positive amount of the good.
+    """
+    if not proportional:
+        return jnp.argmax(holdings, axis=1).astype(jnp.int32)
+    n = holdings.shape[1]
+    cum = jnp.cumsum(holdings, axis=1)  # [B, N, G]
+    total = cum[:, -1, :]
+    u = jax.random.uniform(key, total.shape) * total
+    idx = jnp.sum((cum <= u[:, None, :]).astype(jnp.int32), axis=1)
+    positive = holdings > 0.0
+    last = n - 1 - jnp.argmax(jnp.flip(positive, axis=1), axis=1)  # last holder
+    return jnp.minimum(idx, last).astype(jnp.int32)
+
+
+def exercise(
+    key: jax.Array,
+    holdings: jax.Array,
+    proposals: jax.Array,
+    explore: jax.Array,
+    num_actions: int,
+    proportional: bool = True,
+):
+    """Forms the world's factored action from the allocation (property rights).
+
+    The action on good g is the one proposed for g by its controller, a holder of
+    g; with probability ``explore`` the controller explores (a uniform action on g).
+    No agent's proposal for a good it does not hold can reach the world.
+
+    Args:
+      key: typed PRNG key.
+      holdings: f32[B, N, G] the allocation.
+      proposals: i32[B, N, G] every agent's action for every good.
+      explore: f32[] ε of the controller's ε-greedy choice.
+      num_actions: actions per good.
+      proportional: see :func:`draw_controllers`.
+
+    Returns:
+      ``(controller i32[B, G], action i32[B, G], explored bool[B, G])``.
+    """
+    k_control, k_coin, k_random = jax.random.split(key, 3)
+    controller = draw_controllers(k_control, holdings, proportional)
+    chosen = jnp.take_along_axis(proposals, controller[:, None, :], axis=1)[:, 0]
+    explored = jax.random.uniform(k_coin, chosen.shape) < explore
+    random = jax.random.randint(k_random, chosen.shape, 0, num_actions)
+    action = jnp.where(explored, random, chosen).astype(jnp.int32)
+    return controller, action, explored
