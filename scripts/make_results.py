@@ -30,8 +30,9 @@ HEADER = """# Results
      edit that script, not this file -->
 
 Numbers below come from the saved outputs of the commands named in each section;
-env steps/s counts all seeds of a run and excludes compilation. The device is the
-one the command ran on (see each table).
+env steps/s counts all seeds of a run and excludes compilation. Compile s is the
+ahead-of-time compile of one chunk; the command line's persistent compilation cache
+(~/.cache/marketjax/jax) makes it small when the same program was compiled before.
 """
 
 
@@ -215,9 +216,11 @@ def benchmark_section(bench: Path) -> list[str]:
     return ["## Benchmarks", "", *lines]
 
 
-def make_results(runs: Path, results: Path, bench: Path, out: Path) -> str:
+def make_results(
+    runs: Path, results: Path, bench: Path, out: Path, note: str = ""
+) -> str:
     """The markdown text of the Results section."""
-    parts = [HEADER]
+    parts = [HEADER + (f"\n{note}\n" if note else "")]
     sections = (
         runs_section(runs),
         compare_section(results, out),
@@ -237,9 +240,12 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--results", default="results")
     parser.add_argument("--benchmarks", default="benchmarks/out")
     parser.add_argument("--out", default="docs/results.md")
+    parser.add_argument("--note", default="", help="a paragraph about the machine")
     args = parser.parse_args(argv)
     out = Path(args.out)
-    text = make_results(Path(args.runs), Path(args.results), Path(args.benchmarks), out)
+    text = make_results(
+        Path(args.runs), Path(args.results), Path(args.benchmarks), out, args.note
+    )
     write_atomic(out, text)
     print(f"wrote {out}")
     return out
