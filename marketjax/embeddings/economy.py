@@ -99,10 +99,12 @@ def _relative(diff: jax.Array, target: jax.Array, price: jax.Array) -> jax.Array
 
 
 class _Loop(NamedTuple):
-    prices: tuple[jax.Array, ...]
-    copies: tuple[jax.Array, ...]
+    prices: tuple[jax.Array, ...]  # levels 0..n: f32[m_l]
+    up: tuple[jax.Array, ...]  # stages: f32[m_{l+1}] bid level on positive products
+    down: tuple[jax.Array, ...]  # stages: f32[m_{l+1}] bid level on negative ones
     good_t: tuple[jax.Array, ...]  # buyers' willingness to pay at `prices`
-    copy_t: tuple[jax.Array, ...]  # the same for the copies
+    up_t: tuple[jax.Array, ...]  # the same for the copies' bid levels
+    down_t: tuple[jax.Array, ...]
     residual: jax.Array  # f32[n+1]
     it: jax.Array  # i32[]
     last_bad: jax.Array  # i32[n+1]
@@ -113,10 +115,19 @@ def equilibrium(
     economy: Economy,
     *,
     step_size: float | jax.Array = 1.0,
-    max_iters: int = 100,
+    max_iters: int | jax.Array = 100,
     tol: float | jax.Array = 1e-6,
+    free_disposal: bool = False,
 ) -> Equilibrium:
     """Equilibrium quantities and prices of one production economy, by tâtonnement.
+
+    Copy prices are stored factored, exactly: the willingness to pay of firm ``k``
+    for copy ``c_ik`` is ``p_k ∂g_k/∂c_ik``, a firm-wide price level times the
+    marginal product, so starting from zero every copy price stays
+    ``q_ik = M⁺_ik u_k + M⁻_ik v_k`` (``M = ∂g/∂c`` split by sign; ``u = v`` without
+    disposal). Each step moves ``u_k, v_k`` toward the firm's price level, which
+    moves every copy price toward its buyer's willingness to pay, as the dense
+    update would, at the cost of a matrix-vector product per stage.
 
     Args:
       economy: the economy.
@@ -126,6 +137,11 @@ def equilibrium(
       max_iters: the budget of price updates.
       tol: stop once every level's residual, relative to the level's price scale
         ``max(|target|, |price|)``, is at most ``tol`` (float32: >= ~1e-6).
+      free_disposal: if True, any good may be thrown away at no cost, so no price
+        goes below zero: each price moves toward ``max(0, willingness to pay)``,
+        the KKT multiplier of "use <= supply" (>= the buyer's marginal value; a
+        corner where the good is a "bad" priced at 0). Default False: no disposal,
+        and bads carry negative prices, as Eq. (1) needs.
 
     Returns:
       An :class:`Equilibrium`; ``converged`` is False if the budget ran out or the
@@ -139,34 +155,61 @@ def equilibrium(
             zip(economy.technologies, economy.params, strict=True)
         )
     )
+    pos = tuple(jnp.maximum(m, 0.0) for m in marginals)
+    neg = tuple(jnp.minimum(m, 0.0) for m in marginals)
+    col_pos = tuple(jnp.max(m, axis=0) for m in pos)  # f32[m_{l+1}]
+    col_neg = tuple(jnp.max(-m, axis=0) for m in neg)
     value = economy.marginal_value(economy.consumer, quantities[-1])
+    if free_disposal:
+        value = jnp.maximum(value, 0.0)
     step = jnp.asarray(step_size, jnp.float32)
 
-    def targets(prices, copies):
-        copy_t = tuple(
-            jnp.broadcast_to(prices[i + 1], marginals[i].shape) * marginals[i]
-            for i in range(n)
-        )
-        good_t = tuple(jnp.sum(copies[i], axis=1) for i in range(n))
-        return (*good_t, value), copy_t
+    def targets(prices, up, down):
+        nxt = prices[1:]
+        if free_disposal:
+            up_t = tuple(jnp.maximum(p, 0.0) for p in nxt)
+            down_t = tuple(jnp.minimum(p, 0.0) for p in nxt)
+        else:
+            up_t = down_t = nxt
+        # a splitter pays what its copies fetch: sum_k q_ik
+        if free_disposal:
+            good_t = tuple(pos[i] @ up[i] + neg[i] @ down[i] for i in range(n))
+        else:  # up == down throughout: one product per stage
+            good_t = tuple(marginals[i] @ up[i] for i in range(n))
+        return (*good_t, value), up_t, down_t
 
-    def residual(prices, copies):
-        good_t, copy_t = targets(prices, copies)
+    def residual(prices, up, down):
+        good_t, up_t, down_t = targets(prices, up, down)
         res = [_relative(t - p, t, p) for t, p in zip(good_t, prices, strict=True)]
         for i in range(n):  # a copy's residual counts toward its good's level
-            res[i] = jnp.maximum(
-                res[i], _relative(copy_t[i] - copies[i], copy_t[i], copies[i])
+            diff = jnp.maximum(
+                jnp.max(col_pos[i] * jnp.abs(up_t[i] - up[i])),
+                jnp.max(col_neg[i] * jnp.abs(down_t[i] - down[i])),
             )
-        return jnp.stack(res), good_t, copy_t
+            scale = jnp.max(
+                jnp.stack(
+                    [
+                        jnp.max(col_pos[i] * jnp.abs(up_t[i])),
+                        jnp.max(col_neg[i] * jnp.abs(down_t[i])),
+                        jnp.max(col_pos[i] * jnp.abs(up[i])),
+                        jnp.max(col_neg[i] * jnp.abs(down[i])),
+                        jnp.finfo(jnp.float32).tiny,
+                    ]
+                )
+            )
+            res[i] = jnp.maximum(res[i], diff / scale)
+        return jnp.stack(res), good_t, up_t, down_t
 
     prices0 = tuple(jnp.zeros_like(q) for q in quantities)
-    copies0 = tuple(jnp.zeros_like(m) for m in marginals)
-    res0, good_t0, copy_t0 = residual(prices0, copies0)
+    levels0 = tuple(jnp.zeros_like(q) for q in quantities[1:])
+    res0, good_t0, up_t0, down_t0 = residual(prices0, levels0, levels0)
     init = _Loop(
         prices0,
-        copies0,
+        levels0,
+        levels0,
         good_t0,
-        copy_t0,
+        up_t0,
+        down_t0,
         res0,
         jnp.int32(0),
         jnp.where(res0 > tol, 0, -1).astype(jnp.int32),
@@ -176,35 +219,42 @@ def equilibrium(
     def cond(c: _Loop):
         return (c.it < max_iters) & jnp.any(c.residual > tol) & ~c.stalled
 
+    def move(old, target):
+        new = tuple(p + step * (t - p) for p, t in zip(old, target, strict=True))
+        moved = [jnp.any(a != b) for a, b in zip(new, old, strict=True)]
+        return new, moved
+
     def body(c: _Loop):
-        # every price moves toward its buyer's willingness to pay (carried: the
-        # targets at the current prices were computed with the residual)
-        prices = tuple(
-            p + step * (t - p) for p, t in zip(c.prices, c.good_t, strict=True)
-        )
-        copies = tuple(
-            q + step * (t - q) for q, t in zip(c.copies, c.copy_t, strict=True)
-        )
-        moved = [jnp.any(a != b) for a, b in zip(prices, c.prices, strict=True)]
-        moved += [jnp.any(a != b) for a, b in zip(copies, c.copies, strict=True)]
-        res, good_t, copy_t = residual(prices, copies)
+        # every price moves toward its buyer's willingness to pay (the targets at
+        # the current prices were computed with the residual, and carried)
+        prices, m1 = move(c.prices, c.good_t)
+        up, m2 = move(c.up, c.up_t)
+        down, m3 = move(c.down, c.down_t)
+        res, good_t, up_t, down_t = residual(prices, up, down)
         it = c.it + 1
         return _Loop(
             prices,
-            copies,
+            up,
+            down,
             good_t,
-            copy_t,
+            up_t,
+            down_t,
             res,
             it,
             jnp.where(res > tol, it, c.last_bad),
-            ~jnp.any(jnp.stack(moved)),
+            ~jnp.any(jnp.stack(m1 + m2 + m3)),
         )
 
     out = jax.lax.while_loop(cond, body, init)
+    copies = tuple(
+        pos[i] * jnp.broadcast_to(out.up[i][None, :], pos[i].shape)
+        + neg[i] * jnp.broadcast_to(out.down[i][None, :], neg[i].shape)
+        for i in range(n)
+    )
     return Equilibrium(
         quantities=quantities,
         prices=out.prices,
-        copy_prices=out.copies,
+        copy_prices=copies,
         residual=out.residual,
         converged=jnp.all(out.residual <= tol),
         iterations=out.it,

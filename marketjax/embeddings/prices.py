@@ -133,11 +133,19 @@ def _agreement(p: jax.Array, g: jax.Array) -> tuple[jax.Array, jax.Array]:
     return rel, jnp.clip(cos, -1.0, 1.0)
 
 
-@functools.partial(jax.jit, static_argnames=("activation", "loss"))
-def _compare(layers, x, target, step_size, max_iters, tol, *, activation, loss):
+@functools.partial(jax.jit, static_argnames=("activation", "loss", "free_disposal"))
+def _compare(
+    layers, x, target, step_size, max_iters, tol, *, activation, loss, free_disposal
+):
     def one(xi, ti):
         eco = mlp_economy(layers, xi, ti, activation, loss)
-        return econ.equilibrium(eco, step_size=step_size, max_iters=max_iters, tol=tol)
+        return econ.equilibrium(
+            eco,
+            step_size=step_size,
+            max_iters=max_iters,
+            tol=tol,
+            free_disposal=free_disposal,
+        )
 
     eq = jax.vmap(one)(x, target)
     grads = backprop_gradients(layers, x, target, activation, loss)
@@ -186,6 +194,7 @@ def compare(
     step_size: float = 1.0,
     max_iters: int = 100,
     tol: float = 1e-6,
+    free_disposal: bool = False,
 ) -> PriceReport:
     """Equilibrium prices of the network's production economy vs backprop gradients.
 
@@ -201,6 +210,9 @@ def compare(
       max_iters: the budget of price updates.
       tol: convergence tolerance on each layer's residual relative to its price
         scale.
+      free_disposal: let firms and the consumer throw goods away (prices >= 0).
+        Breaks Eq. (1) wherever a gradient is negative: such a price is the KKT
+        multiplier 0 instead (see docs/prices_vs_gradients.md).
 
     Returns:
       A :class:`PriceReport`.
@@ -234,4 +246,5 @@ def compare(
         jnp.float32(tol),
         activation=activation,
         loss=loss,
+        free_disposal=bool(free_disposal),
     )

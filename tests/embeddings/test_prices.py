@@ -122,3 +122,19 @@ def test_refuses_bad_arguments():
         prices.compare(layers, x, np.full(x.shape[0], 5), loss="xent")
     with pytest.raises(ValueError, match="step_size"):
         prices.compare(layers, x, y, step_size=0.0)
+
+
+def test_free_disposal_prices_bads_at_zero():
+    # consumer dislikes b (V = -b^2): without disposal p_b = V'(b) < 0, a "bad";
+    # with free disposal it is thrown away, p_b = max(0, V'(b)) = 0 >= V'(b), and
+    # nothing upstream is worth anything either.
+    eco = econ.chain(
+        (SQRT, SATURATE), (None, None), jnp.array([4.0]), lambda _, b: -2.0 * b
+    )
+    solve = jax.jit(econ.equilibrium, static_argnames=("free_disposal",))
+    bad = solve(eco)
+    np.testing.assert_allclose(float(bad.prices[2][0]), -4 / 3, rtol=1e-6)
+    np.testing.assert_allclose(float(bad.prices[1][0]), -4 / 27, rtol=1e-6)
+    free = solve(eco, free_disposal=True)
+    assert bool(free.converged)
+    assert [float(p[0]) for p in free.prices] == [0.0, 0.0, 0.0]
