@@ -143,8 +143,11 @@ def population_bids(family: AgentFamily, params: Any, obs: jax.Array) -> jax.Arr
       obs: f32[B, D] observations.
 
     Returns:
-      f32[B, N] raw bids (vmap over agents of vmap over episodes).
+      f32[B, N] raw bids (vmap over agents of vmap over episodes; for the linear
+      family the same numbers as one matmul ``obs @ W.T + c``).
     """
+    if family.name == "linear":
+        return obs @ params["bid"]["w"].T + params["bid"]["c"][None, :]
     per_agent = jax.vmap(jax.vmap(family.bid, in_axes=(None, 0)), in_axes=(0, None))
     return per_agent(params, obs).T
 

@@ -109,17 +109,28 @@ class DeepMarket:
     ):
         """Runs the auctions of all B episodes (with an exploration lottery).
 
+        With probability ``explore`` an episode's right goes to a uniformly drawn
+        valid agent (validity is per agent, shared by all episodes), who pays no
+        more than its own bid. One uniform draw per episode decides the coin and
+        one picks the agent (a few wide draws are much cheaper than a categorical
+        over N on CPU, where threefry runs as a rolled loop).
+
         Returns ``(winner i32[B], top f32[B], Payment)``.
         """
         capped, valid = self.capped_bids(population, obs)
         ranking = rank_bids(capped, valid)
-        k_coin, k_pick = jax.random.split(key)
-        lottery = jax.random.categorical(
-            k_pick, jnp.where(valid, 0.0, -jnp.inf), axis=-1
-        ).astype(jnp.int32)
-        coin = jax.random.bernoulli(k_coin, explore, ranking.winner.shape)
-        winner = jnp.where(coin & (ranking.winner >= 0), lottery, ranking.winner)
-        own = jnp.take_along_axis(capped, jnp.maximum(winner, 0)[:, None], -1)[:, 0]
+        ok = population.alive & (population.wealth > 0.0)  # bool[N]
+        count = jnp.sum(ok.astype(jnp.int32))
+        valid_slots = jnp.argsort(~ok, stable=True).astype(jnp.int32)  # valid first
+        u = jax.random.uniform(key, (2, *ranking.winner.shape))
+        pick = jnp.minimum((u[1] * count).astype(jnp.int32), jnp.maximum(count - 1, 0))
+        lottery = valid_slots[pick]
+        coin = u[0] < explore
+        use_lottery = coin & (ranking.winner >= 0)
+        winner = jnp.where(use_lottery, lottery, ranking.winner)
+        slot = jax.lax.broadcasted_iota(jnp.int32, capped.shape, capped.ndim - 1)
+        lottery_bid = jnp.sum(jnp.where(slot == lottery[:, None], capped, 0.0), -1)
+        own = jnp.where(use_lottery, lottery_bid, ranking.top)
         pay = payment(self.rule, ranking.top, ranking.second, own)
         nobody = winner < 0
         pay = pay._replace(
@@ -137,8 +148,16 @@ class DeepMarket:
         n = pop.size
         winner, top, pay = self.auction(k_auction, pop, state.obs, params.explore)
         action = winner_actions(k_act, self.family, pop.params, winner, state.obs)
-        random_action = jax.random.randint(
-            k_random, winner.shape, 0, self.env.spec.num_actions
+        num_actions = self.env.spec.num_actions
+
+        def draw_random_action():
+            u = jax.random.uniform(k_random, winner.shape)
+            return jnp.minimum((u * num_actions).astype(jnp.int32), num_actions - 1)
+
+        # The bank acts (uniformly at random) only where nobody could bid: skip
+        # the draw when no episode needs it.
+        random_action = jax.lax.cond(
+            jnp.any(winner < 0), draw_random_action, lambda: jnp.zeros_like(winner)
         )
         action = jnp.where(winner >= 0, action, random_action)
         obs, env_state, reward, done, _ = self.env.step(k_env, state.env_state, action)

@@ -11,7 +11,9 @@ One update = ``rollout_steps`` market steps in each of ``num_envs`` episodes, th
   target is r + γ·max_a' bid(s', a'): the optimal bid is Q(s, a_agent) (seed 004;
   Chang et al. 2020), and the update is Q-learning with λ-returns (Peng's Q(λ)) over
   the on-policy rollout, LayerNorm networks and no replay buffer, as in PQN
-  (Gallici et al. 2024). Each agent learns only from the steps it won.
+  (Gallici et al. 2024). Each agent learns only from the steps it won. Each update
+  makes ``epochs`` passes over its rollout, each pass ``minibatches`` gradient
+  steps on shuffled slices (1: one full-batch step per pass).
 - ``learning: both`` — the two together.
 
 Exploration is an ε-lottery: with probability ε an episode's right goes to a
@@ -64,7 +66,10 @@ class DeepConfig:
     lr: float = field(1e-3, lo=0.0, lo_open=True)
     anneal_lr: bool = True
     max_grad_norm: float = field(10.0, lo=0.0, lo_open=True)
-    epochs: int = field(1, lo=1, doc="gradient steps per update")
+    epochs: int = field(1, lo=1, doc="passes over each update's data")
+    minibatches: int = field(
+        1, lo=1, doc="shuffled minibatches per epoch (a gradient step each)"
+    )
     td_lambda: float = field(0.65, lo=0.0, hi=1.0)
     explore_start: float = field(1.0, lo=0.0, hi=1.0)
     explore_end: float = field(0.05, lo=0.0, hi=1.0)
@@ -80,6 +85,12 @@ class DeepConfig:
             )
         if any(h < 1 for h in self.hidden):
             raise ConfigError(f"'deep.hidden' widths must be >= 1, got {self.hidden}")
+        samples = self.rollout_steps * config.num_envs
+        if samples % self.minibatches:
+            raise ConfigError(
+                f"'deep.minibatches' ({self.minibatches}) must divide "
+                f"rollout_steps * num_envs ({samples})"
+            )
 
 
 CONFIG_CLASS = DeepConfig
@@ -153,7 +164,7 @@ def make_trainer(config: TrainConfig) -> Trainer:
     learn_bids = dc.learning in ("bids", "both")
     select = dc.learning in ("selection", "both")
     lr = (
-        optax.linear_schedule(dc.lr, 0.0, num_updates * dc.epochs)
+        optax.linear_schedule(dc.lr, 0.0, num_updates * dc.epochs * dc.minibatches)
         if dc.anneal_lr
         else dc.lr
     )
@@ -197,16 +208,29 @@ def make_trainer(config: TrainConfig) -> Trainer:
         masks = (winners[None, :] == jnp.arange(pop.size)[:, None]).astype(jnp.float32)
         y = jax.lax.stop_gradient(targets.reshape(-1))
 
-        def epoch(carry, _):
+        def step(carry, batch):
             bid_params, opt_state = carry
-            loss, grads = grad_fn(bid_params, obs, y, masks)
+            o, t, m = batch
+            loss, grads = grad_fn(bid_params, o, t, m)
             updates, opt_state = jax.vmap(optimizer.update)(
                 grads, opt_state, bid_params
             )
             return (optax.apply_updates(bid_params, updates), opt_state), loss
 
+        def epoch(carry, k_epoch):
+            if dc.minibatches == 1:
+                return step(carry, (obs, y, masks))
+            k = dc.minibatches
+            perm = jax.random.permutation(k_epoch, y.shape[0]).reshape(k, -1)
+            batches = (obs[perm], y[perm], jnp.moveaxis(masks[:, perm], 1, 0))
+            carry, loss = jax.lax.scan(step, carry, batches)
+            return carry, jnp.mean(loss, axis=0)
+
+        k_shuffle = jax.random.fold_in(k_boot, 1)
         (bid_params, opt_state), losses = jax.lax.scan(
-            epoch, (pop.params["bid"], opt_state), None, length=dc.epochs
+            epoch,
+            (pop.params["bid"], opt_state),
+            jax.random.split(k_shuffle, dc.epochs),
         )
         params = {**pop.params, "bid": bid_params}
         state = state.replace(population=pop.replace(params=params))

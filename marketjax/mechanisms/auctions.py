@@ -36,8 +36,10 @@ def rank_bids(bids: jax.Array, valid: jax.Array | None = None) -> Ranking:
       valid: bool[..., N] which bids count (default: all).
 
     Returns:
-      A :class:`Ranking`; ``argmax`` returns the first maximum, so ties go to the
-      lowest index.
+      A :class:`Ranking`; the winner is the first index holding the maximum, so
+      ties go to the lowest index. (Written as max / min-of-iota / max
+      reductions rather than ``argmax`` and a gather, which are several times
+      slower on CPU.)
     """
     bids = jnp.asarray(bids, jnp.float32)
     if valid is None:
@@ -45,11 +47,12 @@ def rank_bids(bids: jax.Array, valid: jax.Array | None = None) -> Ranking:
     if valid.shape != bids.shape:
         raise ValueError(f"valid has shape {valid.shape}, bids have {bids.shape}")
     masked = jnp.where(valid, bids, -jnp.inf)
-    winner = jnp.argmax(masked, axis=-1)
-    count = jnp.sum(valid, axis=-1)
-    top = jnp.take_along_axis(masked, winner[..., None], axis=-1)[..., 0]
     n = bids.shape[-1]
-    is_winner = jnp.arange(n) == winner[..., None]
+    index = jax.lax.broadcasted_iota(jnp.int32, bids.shape, bids.ndim - 1)
+    top = jnp.max(masked, axis=-1)
+    winner = jnp.min(jnp.where(masked == top[..., None], index, n), axis=-1)
+    count = jnp.sum(valid, axis=-1)
+    is_winner = index == winner[..., None]
     second = jnp.max(jnp.where(is_winner, -jnp.inf, masked), axis=-1)
     return Ranking(
         winner=jnp.where(count > 0, winner, -1).astype(jnp.int32),

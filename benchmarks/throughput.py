@@ -1,0 +1,219 @@
+"""Throughput of the deep market against the raw gymnax environment it wraps.
+
+Every case is measured in the same process, so the ratio compares like with like:
+
+- ``raw``: gymnax CartPole-v1, random actions, a jitted ``lax.scan`` over steps of a
+  ``vmap``-ed batch of B episodes (the environment alone);
+- ``act``: the deep market acting and settling, ``DeepMarket.rollout`` (bids, wealth
+  cap, auction with the exploration lottery, act, env step, settlement), no learning;
+- ``learn``: one full update of the ``algo: deep`` trainer (``learning: bids``): the
+  rollout plus the Q(λ) bid regression.
+
+Compile time is measured apart (``lower().compile()``); the rate is the best of k
+timed calls, each ending in ``block_until_ready``. One JSON object per line::
+
+    {"B": .., "N": .., "family": .., "mode": .., "raw_env_steps_per_s": ..,
+     "market_env_steps_per_s": .., "ratio": .., "compile_s": ..}
+
+Usage::
+
+    .venv/bin/python benchmarks/throughput.py [--quick] [--out benchmarks/out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from marketjax.agents.families import make_family
+from marketjax.agents.population import init_population
+from marketjax.envs.gymnax_adapter import BatchedEnv, make_gymnax
+from marketjax.experiment.registry import parse_train_config
+from marketjax.markets.deep import DeepMarket, DeepMarketParams
+from marketjax.markets.deep_train import make_trainer
+
+ENV = "CartPole-v1"
+
+
+def _steps_per_call(batch: int) -> int:
+    """Scan length: about 2^18 env steps per timed call, between 32 and 1024 steps."""
+    return int(min(1024, max(32, 2**18 // batch)))
+
+
+def _compile(fn, state):
+    """(compiled fn, compile seconds); the first call is also made (warm-up)."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(state).compile()
+    compile_s = time.perf_counter() - start
+    jax.block_until_ready(compiled(state))
+    return compiled, compile_s
+
+
+def _best_interleaved(cases, repeats: int) -> list[float]:
+    """Best seconds per call of each ``(compiled, state)``, timed in turn.
+
+    Interleaving the calls (raw, market, raw, market, ...) exposes every case to
+    the same background load, so the ratio is fair on a shared machine.
+    """
+    best = [float("inf")] * len(cases)
+    for _ in range(repeats):
+        for i, (compiled, state) in enumerate(cases):
+            start = time.perf_counter()
+            jax.block_until_ready(compiled(state))
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
+def raw_case(batch: int):
+    """Raw gymnax CartPole-v1, random actions: ``(fn, state, env steps per call)``."""
+    env, params = make_gymnax(ENV)
+    steps = _steps_per_call(batch)
+    num_actions = env.action_space(params).n
+    keys = jax.random.split(jax.random.key(0), batch)
+    _, env_state = jax.vmap(env.reset, in_axes=(0, None))(keys, params)
+
+    def run(carry):
+        def body(c, _):
+            key, s = c
+            key, k_act, k_step = jax.random.split(key, 3)
+            action = jax.random.randint(k_act, (batch,), 0, num_actions)
+            obs, s, reward, _, _, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                jax.random.split(k_step, batch), s, action, params
+            )
+            return (key, s), jnp.sum(reward) + jnp.sum(obs)
+
+        return jax.lax.scan(body, carry, None, length=steps)
+
+    return run, (jax.random.key(1), env_state), batch * steps
+
+
+def act_case(batch: int, n: int, family: str):
+    """``DeepMarket.rollout`` (acting and settling, no learning)."""
+    env = BatchedEnv(ENV, batch)
+    fam = make_family(family, env.spec.obs_dim, env.spec.num_actions, (64, 64))
+    market = DeepMarket(env, fam, "vickrey")
+    pop = init_population(jax.random.key(0), fam, n, 1e6)
+    state = market.init(jax.random.key(1), pop)
+    params = DeepMarketParams(jnp.float32(0.99), jnp.float32(0.0), jnp.float32(0.05))
+    steps = _steps_per_call(batch)
+
+    def run(s):
+        return market.rollout(jax.random.key(2), s, params, steps)
+
+    return run, state, batch * steps
+
+
+def learn_case(batch: int, n: int, family: str):
+    """Full updates of the ``algo: deep`` trainer (``learning: bids``)."""
+    rollout = 16
+    updates = max(1, _steps_per_call(batch) // (4 * rollout))
+    config = parse_train_config(
+        {
+            "name": "bench",
+            "algo": "deep",
+            "env": ENV,
+            "num_envs": batch,
+            "total_env_steps": batch * rollout * updates,
+            "deep": {
+                "num_agents": n,
+                "family": family,
+                "hidden": [64, 64],
+                "learning": "bids",
+                "rollout_steps": rollout,
+                "epochs": 1,
+            },
+        }
+    )
+    trainer = make_trainer(config)
+    state = jax.jit(trainer.init)(jax.random.key(0))
+
+    def run(ts):
+        return jax.lax.scan(lambda s, _: trainer.update(s), ts, None, length=updates)
+
+    return run, state, batch * rollout * updates
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Env steps/s against B, one line per (mode, family, N), raw env dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    raw = sorted({(r["B"], r["raw_env_steps_per_s"]) for r in rows})
+    by_b: dict[int, float] = {}
+    for b, rate in raw:
+        by_b[b] = max(by_b.get(b, 0.0), rate)
+    ax.plot(list(by_b), list(by_b.values()), "k--", marker="o", label="raw gymnax")
+    groups = sorted({(r["mode"], r["family"], r["N"]) for r in rows})
+    for mode, family, n in groups:
+        pts = [
+            (r["B"], r["market_env_steps_per_s"])
+            for r in rows
+            if (r["mode"], r["family"], r["N"]) == (mode, family, n)
+        ]
+        pts.sort()
+        ax.plot(*zip(*pts, strict=True), marker=".", label=f"{mode} {family} N={n}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("parallel episodes B")
+    ax.set_ylabel("env steps / s")
+    ax.set_title(f"deep market vs raw {ENV} ({jax.devices()[0].platform})")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer cases, k=3")
+    parser.add_argument("--out", default="benchmarks/out", help="folder for the PNG")
+    parser.add_argument("--repeats", type=int, default=None, help="best of k")
+    args = parser.parse_args()
+    repeats = args.repeats or (3 if args.quick else 7)
+    batches = [64, 4096] if args.quick else [1, 64, 1024, 4096]
+    agents = [64] if args.quick else [8, 64]
+    families = ["linear"] if args.quick else ["linear", "mlp"]
+    modes = ["act"] if args.quick else ["act", "learn"]
+
+    rows = []
+    for b in batches:
+        raw_fn, raw_state, raw_steps = raw_case(b)
+        raw_compiled, _ = _compile(raw_fn, raw_state)
+        for mode in modes:
+            for family in families:
+                for n in agents:
+                    case = act_case if mode == "act" else learn_case
+                    fn, state, steps = case(b, n, family)
+                    compiled, compile_s = _compile(fn, state)
+                    k = repeats if mode == "act" else max(2, repeats // 2)
+                    t_raw, t_market = _best_interleaved(
+                        [(raw_compiled, raw_state), (compiled, state)], k
+                    )
+                    raw, rate = raw_steps / t_raw, steps / t_market
+                    row = {
+                        "B": b,
+                        "N": n,
+                        "family": family,
+                        "mode": mode,
+                        "raw_env_steps_per_s": round(raw),
+                        "market_env_steps_per_s": round(rate),
+                        "ratio": round(rate / raw, 4),
+                        "compile_s": round(compile_s, 3),
+                    }
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
+    plot(rows, Path(args.out) / "throughput.png")
+
+
+if __name__ == "__main__":
+    main()
