@@ -95,6 +95,9 @@ class RunnerConfig:
     out_dir: str = field("runs", doc="parent folder of run directories")
     progress: bool = field(True, doc="draw a tqdm progress bar")
     debug: bool = field(False, doc="check books and NaN/inf between chunks")
+    shard_seeds: bool = field(
+        True, doc="spread seeds over all local devices when they divide evenly"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -117,6 +117,27 @@ class CompiledRun:
     trace_count: int
 
 
+def seed_sharding(config: TrainConfig) -> jax.sharding.NamedSharding | None:
+    """A sharding of the leading seed axis over all devices, or None.
+
+    Seeds are independent programs, so spreading them over devices (a 1-D mesh with
+    an Auto axis, so vmapped gymnax states shard too) changes no number.
+    """
+    devices = jax.device_count()
+    if not config.runner.shard_seeds or devices == 1 or config.num_seeds % devices:
+        return None
+    mesh = jax.make_mesh(
+        (devices,), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,)
+    )
+    return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds"))
+
+
+def place_seeds(config: TrainConfig, state: Any) -> Any:
+    """Puts a seed-batched state on the devices given by :func:`seed_sharding`."""
+    sharding = seed_sharding(config)
+    return state if sharding is None else jax.device_put(state, sharding)
+
+
 def compile_run(config: TrainConfig) -> CompiledRun:
     """Builds the trainer, initialises all seeds, compiles one chunk ahead of time."""
     trainer = get_algorithm(config.algo).make_trainer(config)
@@ -128,7 +149,11 @@ def compile_run(config: TrainConfig) -> CompiledRun:
         traces.append(1)  # runs at trace time only
         return inner(state)
 
-    init = jax.jit(jax.vmap(trainer.init))
+    vmapped_init = jax.jit(jax.vmap(trainer.init))
+
+    def init(keys):
+        return place_seeds(config, vmapped_init(keys))
+
     state = init(seed_keys(config))
     start = time.perf_counter()
     compiled = jax.jit(jax.vmap(counted), donate_argnums=0).lower(state).compile()
