@@ -69,34 +69,40 @@ def test_each_board_follows_gymnax_catch():
     """Board k of MultiCatch steps exactly as gymnax's Catch on that board alone."""
     env, params = make_gymnax("MultiCatch-2")
     catch = Catch()
-    cparams = catch.default_params
     rng = np.random.default_rng(0)
-    for _ in range(20):
-        bx, px = rng.integers(0, 5, 2), rng.integers(0, 5, 2)
-        by = np.full(2, rng.integers(0, 9), np.int32)
-        state = MultiCatchState(
-            ball_x=jnp.asarray(bx, jnp.int32),
-            ball_y=jnp.asarray(by, jnp.int32),
-            paddle_x=jnp.asarray(px, jnp.int32),
-            paddle_y=jnp.full((2,), 9, jnp.int32),
-            time=jnp.int32(by[0]),
+    m = 64
+    bx, px = rng.integers(0, 5, (m, 2)), rng.integers(0, 5, (m, 2))
+    by = np.repeat(rng.integers(0, 9, (m, 1)), 2, axis=1)  # boards in lockstep
+    action = jnp.asarray(rng.integers(0, 9, m), jnp.int32)
+    state = MultiCatchState(
+        ball_x=jnp.asarray(bx, jnp.int32),
+        ball_y=jnp.asarray(by, jnp.int32),
+        paddle_x=jnp.asarray(px, jnp.int32),
+        paddle_y=jnp.full((m, 2), 9, jnp.int32),
+        time=jnp.asarray(by[:, 0], jnp.int32),
+    )
+    key = jax.random.key(0)
+
+    @jax.jit
+    def both(state, action):
+        multi = jax.vmap(env.step_env, (None, 0, 0, None))(key, state, action, params)
+        board = jax.vmap(
+            jax.vmap(catch.step_env, (None, 0, 0, None)), (None, 1, 1, None)
         )
-        action = int(rng.integers(0, 9))
-        obs, new, _, term, info = env.step_env(jax.random.key(0), state, action, params)
-        for k, a in enumerate(np.asarray(decode_actions(action, 2))):
-            cstate = CatchState(
-                ball_x=jnp.int32(bx[k]),
-                ball_y=jnp.int32(by[k]),
-                paddle_x=jnp.int32(px[k]),
-                paddle_y=jnp.int32(9),
-                prev_done=False,
-                time=jnp.int32(by[0]),
-            )
-            cobs, cnew, creward, cterm, _ = catch.step_env(
-                jax.random.key(0), cstate, jnp.int32(a), cparams
-            )
-            np.testing.assert_array_equal(obs[k], cobs)
-            assert float(info["factor_rewards"][k]) == float(creward)
-            assert bool(term) == bool(cterm)
-            assert int(new.paddle_x[k]) == int(cnew.paddle_x)
-            assert int(new.ball_y[k]) == int(cnew.ball_y)
+        cstate = CatchState(
+            ball_x=state.ball_x,
+            ball_y=state.ball_y,
+            paddle_x=state.paddle_x,
+            paddle_y=state.paddle_y,
+            prev_done=jnp.zeros((m, 2), bool),
+            time=jnp.broadcast_to(state.time[:, None], (m, 2)),
+        )
+        single = board(key, cstate, decode_actions(action, 2), catch.default_params)
+        return multi, single  # single: leaves [K, M, ...]
+
+    (obs, new, _, term, info), (cobs, cnew, creward, cterm, _) = both(state, action)
+    np.testing.assert_array_equal(obs, jnp.moveaxis(cobs, 0, 1))
+    np.testing.assert_array_equal(info["factor_rewards"], creward.T)
+    np.testing.assert_array_equal(term, cterm[0])
+    np.testing.assert_array_equal(new.paddle_x, cnew.paddle_x.T)
+    np.testing.assert_array_equal(new.ball_y, cnew.ball_y.T)
