@@ -15,7 +15,7 @@ the best of ``repeats`` timed calls after a warm-up call, with
 ``<out>/scaling.jsonl`` and ``<out>/scaling.png``.
 
     .venv/bin/python benchmarks/scaling.py [--quick] [--env CartPole-v1]
-        [--batches 1,16,256,4096] [--out benchmarks/out]
+        [--batches 1,16,256,4096] [--algos ppo,deep] [--out benchmarks/out] [--append]
 """
 
 from __future__ import annotations
@@ -181,6 +181,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--configs", default="configs")
     parser.add_argument("--out", default="benchmarks/out")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="merge into an existing scaling.jsonl (replacing the same cases)",
+    )
     args = parser.parse_args(argv)
 
     batches = BATCHES[:3] if args.quick else BATCHES
@@ -235,8 +240,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "scaling.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    plot(rows, out / "scaling.png")
+    saved = rows
+    if args.append and (out / "scaling.jsonl").is_file():  # replace measured cases
+        new = {(r["algo"], r["env"], r["B"]) for r in rows}
+        old = [json.loads(x) for x in (out / "scaling.jsonl").read_text().splitlines()]
+        old = [r for r in old if (r["algo"], r["env"], r["B"]) not in new]
+        saved = sorted(old + rows, key=lambda r: r["B"])
+    (out / "scaling.jsonl").write_text("".join(json.dumps(r) + "\n" for r in saved))
+    plot(saved, out / "scaling.png")
     print(f"# wrote {out / 'scaling.jsonl'} and {out / 'scaling.png'}", file=sys.stderr)
     return rows
 

@@ -161,6 +161,7 @@ def scaling_lines(rows: list[dict]) -> list[str]:
     """env steps/s (and compile s) per algorithm over B."""
     batches = sorted({r["B"] for r in rows})
     algos = list(dict.fromkeys(r["algo"] for r in rows))
+    algos.sort(key=lambda a: a != "env")  # the raw environment first
     cell = {(r["algo"], r["B"]): r for r in rows}
 
     def entry(algo, b):
