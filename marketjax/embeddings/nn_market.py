@@ -233,10 +233,12 @@ def act(market: NNMarket, step: int, owner: jax.Array, s: jax.Array) -> jax.Arra
     else:
         local = jnp.clip(owner - offset, 0, market.pool_sizes[step] - 1)
         w, b = market.kernels[step][local], market.biases[step][local]
+    # nobody owns the step: the market produces nothing (NaN), folded into the bias
+    # so that the owner's program stays one fused matmul + bias + activation
+    b = jnp.where(owner >= 0, b, jnp.nan)
     a = mlp.add_bias(s @ w, b)
     last = step == len(market.kernels) - 1
-    out = a if last else mlp.ACTIVATIONS[market.activation][0](a)
-    return jnp.where(owner >= 0, out, jnp.nan)
+    return a if last else mlp.ACTIVATIONS[market.activation][0](a)
 
 
 def run(market: NNMarket, x: jax.Array) -> MarketTrace:
