@@ -83,7 +83,7 @@ def case(depth, width, activation, step_size, repeats):
         norm = float(jnp.linalg.norm(gl))
         rel.append(float(jnp.linalg.norm(pl - gl)) / max(norm, 1e-30))
         den = float(jnp.linalg.norm(pl)) * norm
-        cos.append(float(jnp.sum(pl * gl)) / den if den > 0 else 1.0)
+        cos.append(min(float(jnp.sum(pl * gl)) / den, 1.0) if den > 0 else 1.0)
     t_market = best_time(
         lambda: market_prices(layers, x, y, step, budget, activation=activation),
         repeats,
