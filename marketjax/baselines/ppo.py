@@ -18,7 +18,6 @@ log-probability is that of the unclipped sample).
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -30,7 +29,7 @@ from marketjax.baselines import ppo_losses as L
 from marketjax.baselines.networks import ActorCritic
 from marketjax.envs.gymnax_adapter import BatchedEnv, EpisodeStats, track_episodes
 from marketjax.experiment.config import ConfigError, field
-from marketjax.experiment.registry import TrainConfig, Trainer
+from marketjax.experiment.registry import TrainConfig, Trainer, total_updates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,9 +115,8 @@ class Batch(NamedTuple):
 
 
 def num_updates(config: TrainConfig) -> int:
-    """Updates needed for ``total_env_steps`` (the lr annealing horizon)."""
-    per_update = config.num_envs * config.algo_config.num_steps
-    return max(1, math.ceil(config.total_env_steps / per_update))
+    """Updates the runner will make (the lr annealing horizon)."""
+    return total_updates(config, config.num_envs * config.algo_config.num_steps)
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -49,6 +50,25 @@ class Trainer(NamedTuple):
     update: Callable[[Any], tuple[Any, dict]]
     steps_per_update: int
     books_imbalance: Callable[[Any], Any] | None = None
+
+
+def planned_updates(config: TrainConfig, steps_per_update: int) -> tuple[int, int]:
+    """``(updates_per_chunk, num_chunks)`` of a run: the one definition of how many
+    updates a run makes, used by the runner and by trainers' schedules (learning-rate
+    annealing, exploration), so that a schedule ends exactly with the run.
+
+    ``total_env_steps`` is rounded up to whole updates, and the updates to whole
+    chunks of equal size.
+    """
+    wanted = max(1, math.ceil(config.total_env_steps / steps_per_update))
+    per_chunk = math.ceil(wanted / config.runner.num_chunks)
+    return per_chunk, math.ceil(wanted / per_chunk)
+
+
+def total_updates(config: TrainConfig, steps_per_update: int) -> int:
+    """How many updates the runner will make (see :func:`planned_updates`)."""
+    per_chunk, num_chunks = planned_updates(config, steps_per_update)
+    return per_chunk * num_chunks
 
 
 @dataclasses.dataclass(frozen=True)

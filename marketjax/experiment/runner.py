@@ -11,7 +11,6 @@ chunk is compiled once per run (ahead of time, so compile time is measured apart
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from marketjax.experiment.registry import TrainConfig, Trainer, get_algorithm
+from marketjax.experiment.registry import (
+    TrainConfig,
+    Trainer,
+    get_algorithm,
+    planned_updates,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,11 +46,8 @@ class Schedule:
 
 def make_schedule(config: TrainConfig, trainer: Trainer) -> Schedule:
     """Rounds ``total_env_steps`` up to whole updates and whole chunks."""
-    num_updates = max(1, math.ceil(config.total_env_steps / trainer.steps_per_update))
-    per_chunk = math.ceil(num_updates / config.runner.num_chunks)
-    return Schedule(
-        trainer.steps_per_update, per_chunk, math.ceil(num_updates / per_chunk)
-    )
+    per_chunk, num_chunks = planned_updates(config, trainer.steps_per_update)
+    return Schedule(trainer.steps_per_update, per_chunk, num_chunks)
 
 
 def reduce_metrics(metrics: dict) -> dict:

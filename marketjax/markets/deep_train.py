@@ -34,7 +34,7 @@ from marketjax.agents.families import AgentFamily, make_family
 from marketjax.agents.population import PopulationParams, init_population, renew
 from marketjax.envs.gymnax_adapter import BatchedEnv
 from marketjax.experiment.config import ConfigError, field
-from marketjax.experiment.registry import TrainConfig, Trainer
+from marketjax.experiment.registry import TrainConfig, Trainer, total_updates
 from marketjax.markets.deep import (
     DeepMarket,
     DeepMarketParams,
@@ -160,7 +160,7 @@ def make_trainer(config: TrainConfig) -> Trainer:
     )
     market = DeepMarket(env, family, dc.auction)
     steps_per_update = dc.rollout_steps * config.num_envs
-    num_updates = max(1, -(-config.total_env_steps // steps_per_update))
+    num_updates = total_updates(config, steps_per_update)
     learn_bids = dc.learning in ("bids", "both")
     select = dc.learning in ("selection", "both")
     lr = (
