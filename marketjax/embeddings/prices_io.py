@@ -33,6 +33,7 @@ from marketjax.experiment.checkpoint import write_atomic, write_json_atomic
 from marketjax.experiment.config import (
     ConfigError,
     apply_overrides,
+    check_plain_name,
     dump_yaml,
     field,
     load_yaml,
@@ -67,8 +68,7 @@ def load_config(config_path: str, overrides: list[str]) -> PricesConfig:
     for i, s in enumerate(config.sizes):
         if not 1 <= s <= 4096:
             raise ConfigError(f"'sizes[{i}]' must be in [1, 4096], got {s}")
-    if not config.name or "/" in config.name or config.name.startswith("."):
-        raise ConfigError(f"'name' must be a plain directory name, got {config.name!r}")
+    check_plain_name(config.name, "name")
     return config
 
 

@@ -35,6 +35,7 @@ from marketjax.experiment.checkpoint import write_atomic, write_json_atomic
 from marketjax.experiment.config import (
     ConfigError,
     apply_overrides,
+    check_plain_name,
     dump_yaml,
     field,
     load_yaml,
@@ -91,6 +92,7 @@ class Case:
 def parse_compare_config(data: dict) -> CompareConfig:
     """Validates a comparison mapping (ConfigError names the bad key)."""
     config = parse(CompareConfig, data)
+    check_plain_name(config.name, "name")
     if not config.envs:
         raise ConfigError("'envs' must list at least one environment")
     if not config.algorithms:
@@ -99,8 +101,7 @@ def parse_compare_config(data: dict) -> CompareConfig:
     for i, label in enumerate(labels):
         if labels.index(label) != i:
             raise ConfigError(f"'algorithms[{i}].label' repeats {label!r}")
-        if not label or "/" in label:
-            raise ConfigError(f"'algorithms[{i}].label' must be a plain name")
+        check_plain_name(label, f"algorithms[{i}].label")
     return config
 
 

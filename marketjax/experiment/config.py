@@ -9,8 +9,10 @@ range. Ranges and choices live in field metadata, written with :func:`field`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -52,8 +54,13 @@ def load_yaml(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    with path.open() as f:
-        data = yaml.safe_load(f)
+    try:
+        with path.open() as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -76,12 +83,41 @@ def apply_overrides(data: Mapping, overrides: Sequence[str]) -> dict:
             raise ConfigError(f"override {item!r} has an empty key")
         node = out
         for k in keys[:-1]:
-            child = node.setdefault(k, {})
+            if node.get(k) is None:  # absent, or an empty YAML section (`deep:`)
+                node[k] = {}
+            child = node[k]
             if not isinstance(child, dict):
                 raise ConfigError(f"override {item!r}: {k!r} is not a section")
             node = child
-        node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(
+                f"override {item!r}: value is not valid YAML ({_yaml_problem(e)})"
+            ) from None
     return out
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """One line saying what is wrong with a YAML text, and where."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{problem}{where}"
+
+
+def check_plain_name(value: str, key: str) -> str:
+    """Checks that ``value`` names one directory: no separators, not hidden.
+
+    A run or results name becomes ``<out_dir>/<name>``; a name such as ``../x``
+    or ``a/b`` would write (or, with ``--overwrite``, delete) outside ``out_dir``.
+
+    Raises:
+      ConfigError: naming ``key``.
+    """
+    if not value or "/" in value or "\\" in value or value.startswith("."):
+        raise ConfigError(f"'{key}' must be a plain directory name, got {value!r}")
+    return value
 
 
 def _deep_copy(data: Mapping) -> dict:
@@ -174,12 +210,12 @@ def _coerce(hint: Any, value: Any, dotted: str):
         return value
     if hint is float:
         if isinstance(value, str):
-            try:
-                return float(value)  # YAML reads "1e-3" (no dot) as a string
-            except ValueError:
-                pass
+            with contextlib.suppress(ValueError):
+                value = float(value)  # YAML reads "1e-3" (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"'{dotted}' must be a number, got {value!r}")
+        if not math.isfinite(value):  # NaN passes every range check
+            raise ConfigError(f"'{dotted}' must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

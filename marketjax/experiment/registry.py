@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from marketjax.experiment.config import (
     ConfigError,
     _unknown_key_message,
+    check_plain_name,
     field,
     parse,
     to_dict,
@@ -158,6 +159,7 @@ def parse_train_config(data: Mapping) -> TrainConfig:
                 raise ConfigError(f"section '{key}' given but algo is '{algo_name}'")
             raise ConfigError(_unknown_key_message(key, [*_TOP_KEYS, algo_name], ""))
     config = parse(TrainConfig, common)
+    check_plain_name(config.name, "name")
     from marketjax.envs.gymnax_adapter import check_env_name
 
     try:

@@ -40,6 +40,10 @@ def _with(**changes):
         (_with(ppo={"lr": 1e-3}), "section 'ppo' given but algo is 'deep'"),
         (_with(runner={"num_chunks": 0}), "'runner.num_chunks' must be >= 1"),
         (_with(deep={"hidden": [64, 0]}), "'deep.hidden' widths must be >= 1"),
+        (_with(deep={"lr": float("nan")}), "'deep.lr' must be a finite number"),
+        (_with(deep={"gamma": "inf"}), "'deep.gamma' must be a finite number"),
+        (_with(name="../elsewhere"), "'name' must be a plain directory name"),
+        (_with(name=""), "'name' must be a plain directory name"),
     ],
 )
 def test_bad_config_names_the_key(data, message):
@@ -60,6 +64,11 @@ def test_overrides_parse_yaml_scalars_and_nested_keys():
     assert BASE["deep"] == {"num_agents": 4}  # the input is not mutated
     with pytest.raises(ConfigError, match="not of the form key=value"):
         apply_overrides(BASE, ["deep.lr"])
+    with pytest.raises(ConfigError, match=r"'deep.hidden=\[4,': value is not valid"):
+        apply_overrides(BASE, ["deep.hidden=[4,"])
+    # An empty section in the YAML file (`deep:`) loads as None: still a section.
+    data = apply_overrides({**BASE, "deep": None}, ["deep.num_agents=2"])
+    assert parse_train_config(data).algo_config.num_agents == 2
 
 
 def test_resolved_config_round_trips_and_is_hashable(tmp_path):
@@ -77,6 +86,10 @@ def test_yaml_must_be_a_mapping(tmp_path):
         load_yaml(path)
     with pytest.raises(ConfigError, match="not found"):
         load_yaml(tmp_path / "missing.yaml")
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
+        load_yaml(path)
+    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize(
