@@ -2,7 +2,8 @@
 
 Both rules take bids ``f32[..., N]`` over N agents and an optional validity mask
 ``bool[..., N]``, batched over any leading axes. The highest valid bid wins; ties go
-to the lowest index; if nobody is valid the winner is -1 and the price 0.
+to the lowest index; if nobody is valid the winner is -1 and the price 0. A NaN bid
+is not a valid bid (it would otherwise win nothing and name no winner).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def rank_bids(bids: jax.Array, valid: jax.Array | None = None) -> Ranking:
 
     Args:
       bids: f32[..., N] bids.
-      valid: bool[..., N] which bids count (default: all).
+      valid: bool[..., N] which bids count (default: all); NaN bids never count.
 
     Returns:
       A :class:`Ranking`; the winner is the first index holding the maximum, so
@@ -42,10 +43,15 @@ def rank_bids(bids: jax.Array, valid: jax.Array | None = None) -> Ranking:
       slower on CPU.)
     """
     bids = jnp.asarray(bids, jnp.float32)
+    if bids.ndim == 0:
+        raise ValueError("bids must have shape [..., N], got a scalar")
     if valid is None:
-        valid = jnp.ones(bids.shape, bool)
-    if valid.shape != bids.shape:
-        raise ValueError(f"valid has shape {valid.shape}, bids have {bids.shape}")
+        valid = ~jnp.isnan(bids)
+    else:
+        valid = jnp.asarray(valid)
+        if valid.shape != bids.shape:
+            raise ValueError(f"valid has shape {valid.shape}, bids have {bids.shape}")
+        valid = valid.astype(bool) & ~jnp.isnan(bids)
     masked = jnp.where(valid, bids, -jnp.inf)
     n = bids.shape[-1]
     index = jax.lax.broadcasted_iota(jnp.int32, bids.shape, bids.ndim - 1)

@@ -75,3 +75,14 @@ def test_vickrey_truthful_bidding_is_a_best_response(others, value, deviation):
         return (np.float32(value) - float(r.price)) if won else 0.0
 
     assert utility(value) >= utility(deviation) - 1e-6
+
+
+def test_nan_bids_are_invalid_and_masks_may_be_lists():
+    # A NaN bid used to name winner N (out of range) and a NaN price.
+    bids = jnp.array([0.2, jnp.nan, 0.5])
+    sp = auctions.second_price(bids)
+    assert int(sp.winner) == 2 and float(sp.price) == np.float32(0.2)
+    none = auctions.first_price(jnp.full((2, 3), jnp.nan))
+    assert none.winner.tolist() == [-1, -1] and none.price.tolist() == [0.0, 0.0]
+    fp = auctions.first_price(jnp.array([0.2, 0.7, 0.5]), [True, False, True])
+    assert int(fp.winner) == 2 and float(fp.price) == np.float32(0.5)
