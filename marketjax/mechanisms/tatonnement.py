@@ -261,8 +261,9 @@ def tatonnement(
         ``Equilibrium``; its allocation is ``[0, G]`` unless ``has_aux``.
 
     Raises:
-        ValueError: on a bad ``price_update``, ``p0`` that is not a vector, or neither
-            ``step_size`` nor ``optimizer``.
+        ValueError: on a bad ``price_update``, ``p0`` that is not a vector, an
+            ``excess_demand`` whose output is not shaped like ``p0`` (or an
+            allocation not ``[M, G]``), or neither ``step_size`` nor ``optimizer``.
     """
     check_price_update(price_update)
     if jnp.ndim(p0) != 1:
@@ -279,7 +280,17 @@ def tatonnement(
             z, alloc = out
         else:
             z, alloc = out, jnp.zeros((0, num_goods), jnp.float32)
-        return jnp.asarray(z, jnp.float32), alloc, carry, jnp.asarray(True)
+        z = jnp.asarray(z, jnp.float32)
+        if z.shape != (num_goods,):  # a scalar or [1] would broadcast silently
+            raise ValueError(
+                f"excess_demand must return shape [G]=({num_goods},), got {z.shape}"
+            )
+        if jnp.ndim(alloc) != 2 or jnp.shape(alloc)[1] != num_goods:
+            raise ValueError(
+                f"the allocation must have shape [M, {num_goods}], "
+                f"got {jnp.shape(alloc)}"
+            )
+        return z, alloc, carry, jnp.asarray(True)
 
     eq, _ = run_tatonnement(
         demand_fn,

@@ -194,3 +194,17 @@ def test_validation():
         equilibrium.tatonnement(
             linear_market, jnp.ones(1), step_size=None, max_iters=5, tol=1e-3
         )
+    # An excess demand not shaped like p0 used to broadcast silently.
+    with pytest.raises(ValueError, match="excess_demand must return shape"):
+        equilibrium.tatonnement(
+            lambda p: jnp.sum(1.0 - p), jnp.ones(2), step_size=0.1, max_iters=5, tol=1
+        )
+    with pytest.raises(ValueError, match="allocation must have shape"):
+        equilibrium.tatonnement(
+            lambda p: (1.0 - p, jnp.ones(3)),
+            jnp.ones(2),
+            step_size=0.1,
+            max_iters=5,
+            tol=1e-3,
+            has_aux=True,
+        )
