@@ -10,6 +10,7 @@ load using the template's key implementation.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -39,7 +40,22 @@ def write_atomic(path: str | Path, data: bytes | str) -> None:
 
 
 def write_json_atomic(path: str | Path, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, allow_nan=True) + "\n")
+    """Writes ``obj`` as strict JSON, atomically; NaN and inf become ``null``.
+
+    (``json.dumps`` would otherwise write the bare tokens ``NaN``/``Infinity``,
+    which strict JSON parsers reject.)
+    """
+    write_atomic(path, json.dumps(_json_safe(obj), indent=2, allow_nan=False) + "\n")
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 def _is_key(x: Any) -> bool:

@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 import yaml
 
-from marketjax.experiment.checkpoint import load_checkpoint, save_checkpoint
+from marketjax.experiment.checkpoint import (
+    load_checkpoint,
+    save_checkpoint,
+    write_json_atomic,
+)
 from marketjax.experiment.config import ConfigError
 from marketjax.experiment.registry import parse_train_config
 from marketjax.experiment.train_io import train_and_write
@@ -121,3 +125,13 @@ def test_checkpoint_round_trips_typed_keys_and_checks_shapes(tmp_path):
     with pytest.raises(ValueError, match="shape"):
         load_checkpoint(tmp_path / "c.msgpack", {**state, "w": jnp.zeros(5)})
     assert not list(tmp_path.glob(".c.msgpack*"))  # no temporary file left behind
+
+
+def test_json_files_are_strict_json(tmp_path):
+    # NaN/inf (e.g. a table row of a run where no episode ended) used to be written
+    # as the bare tokens NaN/Infinity, which strict JSON parsers reject.
+    path = tmp_path / "t.json"
+    write_json_atomic(path, {"a": float("nan"), "b": [1.5, float("inf")], "c": (2,)})
+    text = path.read_text()
+    json.loads(text, parse_constant=lambda token: pytest.fail(f"bare {token}"))
+    assert json.loads(text) == {"a": None, "b": [1.5, None], "c": [2]}
