@@ -51,6 +51,8 @@ def prepare_run_dir(config: TrainConfig, *, resume: bool, overwrite: bool) -> Pa
     """Creates (or checks, on resume) ``<out_dir>/<name>``; refuses to clobber."""
     run_dir = Path(config.runner.out_dir) / config.name
     resolved = dump_yaml(train_config_to_dict(config))
+    if resume and overwrite:  # checked first: overwrite would delete what to resume
+        raise ConfigError("--resume and --overwrite exclude each other; pass one")
     if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
     if resume:
@@ -97,7 +99,13 @@ def train_and_write(
     if resume and (run_dir / CHECKPOINT).exists():
         state, meta = load_checkpoint(run_dir / CHECKPOINT, state)
         done_chunks, wall_s = meta["chunks_done"], meta["wall_s"]
-        lines = metrics_path.read_text().splitlines()[:done_chunks]
+        saved = metrics_path.read_text() if metrics_path.is_file() else ""
+        lines = saved.splitlines()[:done_chunks]
+        if len(lines) < done_chunks:  # metrics are written before the checkpoint
+            raise ConfigError(
+                f"cannot resume: {metrics_path} holds {len(lines)} of the "
+                f"{done_chunks} chunks in the checkpoint; pass --overwrite"
+            )
         history = [json.loads(line)["mean_return_per_seed"] for line in lines]
         write_atomic(metrics_path, "".join(line + "\n" for line in lines))
     else:

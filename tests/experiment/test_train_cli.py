@@ -99,6 +99,16 @@ def test_resume_ends_with_the_numbers_of_an_uninterrupted_run(tmp_path):
     assert not (tmp_path / "b" / "tiny" / "summary.json").exists()
     with pytest.raises(ConfigError, match="exists \\(interrupted\\)"):
         train_and_write(split)
+    # --resume --overwrite used to delete the run and then fail to resume it.
+    with pytest.raises(ConfigError, match="exclude each other"):
+        train_and_write(split, resume=True, overwrite=True)
+    assert (tmp_path / "b" / "tiny" / "checkpoint.msgpack").is_file()
+    metrics = tmp_path / "b" / "tiny" / "metrics.jsonl"
+    saved = metrics.read_text()
+    metrics.unlink()  # a missing metrics file used to raise FileNotFoundError
+    with pytest.raises(ConfigError, match="holds 0 of the 2 chunks"):
+        train_and_write(split, resume=True)
+    metrics.write_text(saved)
     resumed = train_and_write(split, resume=True)
     assert (
         resumed["final_mean_return_per_seed"] == summary["final_mean_return_per_seed"]
