@@ -37,7 +37,7 @@ class AgentFamily(NamedTuple):
 
 
 class MLP(nn.Module):
-    """A tanh/ReLU MLP with optional LayerNorm; ``out`` outputs (squeezed if 1)."""
+    """A ReLU MLP with optional LayerNorm; ``out`` outputs (squeezed if 1)."""
 
     hidden: Sequence[int]
     out: int

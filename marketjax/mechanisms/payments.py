@@ -24,6 +24,8 @@ from typing import Literal, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from marketjax.mechanisms.auctions import rank_bids
+
 Rule = Literal["bucket_brigade", "vickrey", "credit_conserving"]
 RULES: tuple[str, ...] = ("bucket_brigade", "vickrey", "credit_conserving")
 
@@ -86,8 +88,6 @@ def winner_utility(
       bids_next: f32[..., N] bids at step t+1.
       last_step: bool[...] whether t is the episode's last step (credit 0).
     """
-    from marketjax.mechanisms.auctions import rank_bids
-
     now, nxt = rank_bids(bids_now), rank_bids(bids_next)
     paid = payment(rule, now.top, now.second).paid
     credit = payment(rule, nxt.top, nxt.second).credit
