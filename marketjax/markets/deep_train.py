@@ -42,6 +42,11 @@ from marketjax.markets.deep import (
     StepRecord,
     market_books_imbalance,
 )
+from marketjax.markets.q_learning import (
+    lambda_returns,
+    make_explore_schedule,
+    make_optimizer,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,37 +111,6 @@ class DeepTrainState:
     update_index: jax.Array  # i32[]
 
 
-def lambda_returns(
-    reward: jax.Array, done: jax.Array, credit_next: jax.Array, gamma, lam
-) -> jax.Array:
-    """Peng's Q(λ) targets of the realised payoff stream, computed backwards.
-
-    Args:
-      reward: f32[T, B] reward collected by the owner at each step.
-      done: bool[T, B] the episode ended at step t (no credit follows).
-      credit_next: f32[T, B] credit the next buyer pays for the right after step t.
-      gamma: discount γ.
-      lam: λ in [0, 1]; 0 gives the one-step payoff r_t + γ·credit_{t+1}.
-
-    Returns:
-      f32[T, B] targets y_t = r_t + γ(1 − d_t)[(1 − λ)·c_{t+1} + λ·y_{t+1}], with
-      y_T = c_T (bootstrap from the auction on the last observation).
-    """
-
-    def back(next_y, xs):
-        r, d, c = xs
-        y = r + gamma * (1.0 - d) * ((1.0 - lam) * c + lam * next_y)
-        return y, y
-
-    _, ys = jax.lax.scan(
-        back,
-        credit_next[-1],
-        (reward, done.astype(jnp.float32), credit_next),
-        reverse=True,
-    )
-    return ys
-
-
 def bid_loss(family: AgentFamily, bid_params, obs, targets, mask) -> jax.Array:
     """Mean squared error of one agent's bids on the steps it won.
 
@@ -163,16 +137,11 @@ def make_trainer(config: TrainConfig) -> Trainer:
     num_updates = total_updates(config, steps_per_update)
     learn_bids = dc.learning in ("bids", "both")
     select = dc.learning in ("selection", "both")
-    lr = (
-        optax.linear_schedule(dc.lr, 0.0, num_updates * dc.epochs * dc.minibatches)
-        if dc.anneal_lr
-        else dc.lr
+    optimizer = make_optimizer(
+        dc.lr, dc.anneal_lr, dc.max_grad_norm, num_updates * dc.epochs * dc.minibatches
     )
-    optimizer = optax.chain(optax.clip_by_global_norm(dc.max_grad_norm), optax.adam(lr))
-    explore_schedule = optax.linear_schedule(
-        dc.explore_start,
-        dc.explore_end,
-        max(1, int(dc.explore_fraction * num_updates)),
+    explore_schedule = make_explore_schedule(
+        dc.explore_start, dc.explore_end, dc.explore_fraction, num_updates
     )
     pop_params = PopulationParams(
         allowance=jnp.float32(dc.allowance),

@@ -28,8 +28,12 @@ from flax import struct
 from marketjax.agents.population import Population
 from marketjax.envs.gymnax_adapter import BatchedEnv
 from marketjax.experiment.config import ConfigError, field
-from marketjax.experiment.registry import TrainConfig, Trainer
-from marketjax.markets.deep_train import lambda_returns
+from marketjax.experiment.registry import TrainConfig, Trainer, total_updates
+from marketjax.markets.q_learning import (
+    lambda_returns,
+    make_explore_schedule,
+    make_optimizer,
+)
 from marketjax.markets.wide import (
     WideMarket,
     WideMarketParams,
@@ -117,17 +121,12 @@ def make_trainer(config: TrainConfig) -> Trainer:
     market = WideMarket(env, nets, proportional=wc.control == "proportional")
     n = wc.num_agents
     steps_per_update = wc.rollout_steps * config.num_envs
-    num_updates = max(1, -(-config.total_env_steps // steps_per_update))
-    lr = (
-        optax.linear_schedule(wc.lr, 0.0, num_updates * wc.epochs)
-        if wc.anneal_lr
-        else wc.lr
+    num_updates = total_updates(config, steps_per_update)
+    optimizer = make_optimizer(
+        wc.lr, wc.anneal_lr, wc.max_grad_norm, num_updates * wc.epochs
     )
-    optimizer = optax.chain(optax.clip_by_global_norm(wc.max_grad_norm), optax.adam(lr))
-    explore_schedule = optax.linear_schedule(
-        wc.explore_start,
-        wc.explore_end,
-        max(1, int(wc.explore_fraction * num_updates)),
+    explore_schedule = make_explore_schedule(
+        wc.explore_start, wc.explore_end, wc.explore_fraction, num_updates
     )
     grad_fn = jax.vmap(
         jax.value_and_grad(lambda p, o, a, y, m: q_loss(nets.apply, p, o, a, y, m)),
