@@ -33,6 +33,11 @@ Numbers below come from the saved outputs of the commands named in each section;
 env steps/s counts all seeds of a run and excludes compilation. Compile s is the
 ahead-of-time compile of one chunk; the command line's persistent compilation cache
 (~/.cache/marketjax/jax) makes it small when the same program was compiled before.
+
+Machine: a shared 2-core x86 CPU (no accelerator), with other jobs running at times,
+so rates are lower bounds; compare rates as ratios measured within one run. A
+comparison table lists the runs of its last harness call (the full MultiCatch table,
+assembled from two calls, is in docs/wide_market.md).
 """
 
 

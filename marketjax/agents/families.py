@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 FAMILIES = ("linear", "mlp", "policy")
+_UNROLL_MAX_DIM = 16  # linear bids on observations up to this size are unrolled
 
 
 class AgentFamily(NamedTuple):
@@ -144,10 +145,18 @@ def population_bids(family: AgentFamily, params: Any, obs: jax.Array) -> jax.Arr
 
     Returns:
       f32[B, N] raw bids (vmap over agents of vmap over episodes; for the linear
-      family the same numbers as one matmul ``obs @ W.T + c``).
+      family ``obs @ W.T + c``, unrolled into multiply-adds for small observations).
     """
     if family.name == "linear":
-        return obs @ params["bid"]["w"].T + params["bid"]["c"][None, :]
+        w, c = params["bid"]["w"], params["bid"]["c"]
+        if obs.shape[-1] > _UNROLL_MAX_DIM:
+            return obs @ w.T + c[None, :]
+        # A few multiply-adds per bid, unrolled: XLA fuses them into the auction's
+        # reductions, where a K=4 matmul would be a separate, slower kernel on CPU.
+        bids = c[None, :]
+        for k in range(obs.shape[-1]):
+            bids = bids + obs[:, k : k + 1] * w[None, :, k]
+        return bids
     per_agent = jax.vmap(jax.vmap(family.bid, in_axes=(None, 0)), in_axes=(0, None))
     return per_agent(params, obs).T
 

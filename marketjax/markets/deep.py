@@ -128,8 +128,7 @@ class DeepMarket:
         coin = u[0] < explore
         use_lottery = coin & (ranking.winner >= 0)
         winner = jnp.where(use_lottery, lottery, ranking.winner)
-        slot = jax.lax.broadcasted_iota(jnp.int32, capped.shape, capped.ndim - 1)
-        lottery_bid = jnp.sum(jnp.where(slot == lottery[:, None], capped, 0.0), -1)
+        lottery_bid = jnp.take_along_axis(capped, lottery[:, None], axis=-1)[:, 0]
         own = jnp.where(use_lottery, lottery_bid, ranking.top)
         pay = payment(self.rule, ranking.top, ranking.second, own)
         nobody = winner < 0

@@ -34,7 +34,8 @@ def rank_bids(bids: jax.Array, valid: jax.Array | None = None) -> Ranking:
 
     Args:
       bids: f32[..., N] bids.
-      valid: bool[..., N] which bids count (default: all); NaN bids never count.
+      valid: bool[..., N] which bids count (default: all); NaN and -inf bids
+        never count.
 
     Returns:
       A :class:`Ranking`; the winner is the first index holding the maximum, so
@@ -57,13 +58,15 @@ def rank_bids(bids: jax.Array, valid: jax.Array | None = None) -> Ranking:
     index = jax.lax.broadcasted_iota(jnp.int32, bids.shape, bids.ndim - 1)
     top = jnp.max(masked, axis=-1)
     winner = jnp.min(jnp.where(masked == top[..., None], index, n), axis=-1)
-    count = jnp.sum(valid, axis=-1)
     is_winner = index == winner[..., None]
     second = jnp.max(jnp.where(is_winner, -jnp.inf, masked), axis=-1)
+    # Masked-out bids are -inf, so "somebody valid" is top > -inf and "a second
+    # valid bidder" is second > -inf: no extra counting pass over the bids.
+    has_top, has_second = top > -jnp.inf, second > -jnp.inf
     return Ranking(
-        winner=jnp.where(count > 0, winner, -1).astype(jnp.int32),
-        top=jnp.where(count > 0, top, 0.0),
-        second=jnp.where(count > 1, second, 0.0),
+        winner=jnp.where(has_top, winner, -1).astype(jnp.int32),
+        top=jnp.where(has_top, top, 0.0),
+        second=jnp.where(has_second, second, 0.0),
     )
 
 
