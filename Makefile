@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/marketjax train configs/quickstart.yaml
 
 test: $(STAMP)
+	$(BIN)/ruff check marketjax tests benchmarks scripts
 	$(BIN)/python -m pytest -n 2 --dist loadfile tests
 
 lint: $(STAMP)
