@@ -18,6 +18,19 @@ import sys
 from pathlib import Path
 
 
+def _avoid_eigen_pool_wedge() -> None:
+    """Runs XLA's CPU kernels without the multi-threaded Eigen pool.
+
+    That pool can wedge on vmapped programs (a run that never finishes; seen here
+    with PPO on MultiCatch, and narrowed to this flag in PyAutoFit#1528). Measured on
+    2 cores, the quickstart is no slower without it. Set ``XLA_FLAGS`` yourself to
+    override; the flag only concerns the CPU backend.
+    """
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_cpu_multi_thread_eigen" not in flags:
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false".strip()
+
+
 def _enable_compilation_cache() -> None:
     import jax
 
@@ -122,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from marketjax.experiment.config import ConfigError
 
+    _avoid_eigen_pool_wedge()  # before jax is imported
     _enable_compilation_cache()
     try:
         return args.func(args)
