@@ -43,6 +43,7 @@ from marketjax.markets.deep import (
     market_books_imbalance,
 )
 from marketjax.markets.q_learning import (
+    QLearningConfig,
     lambda_returns,
     make_explore_schedule,
     make_optimizer,
@@ -50,16 +51,12 @@ from marketjax.markets.q_learning import (
 
 
 @dataclasses.dataclass(frozen=True)
-class DeepConfig:
+class DeepConfig(QLearningConfig):
     """The ``deep:`` section of a training config."""
 
     num_agents: int = field(8, lo=1, doc="N agent slots")
     family: Literal["linear", "mlp", "policy"] = "mlp"
-    hidden: tuple[int, ...] = (64, 64)
-    layer_norm: bool = True
     auction: Literal["bucket_brigade", "vickrey", "credit_conserving"] = "vickrey"
-    gamma: float = field(0.99, lo=0.0, hi=1.0)
-    initial_wealth: float = field(1e6, lo=0.0, lo_open=True)
     rent: float = field(0.0, lo=0.0, doc="ε paid by the owner each step")
     learning: Literal["selection", "bids", "both"] = "bids"
     allowance: float = field(10.0, lo=0.0)
@@ -67,29 +64,12 @@ class DeepConfig:
     clone_prob: float = field(0.8, lo=0.0, hi=1.0)
     mutation_scale: float = field(0.05, lo=0.0)
     min_age: int = field(1, lo=0)
-    rollout_steps: int = field(16, lo=1, doc="env steps per update per episode")
-    lr: float = field(1e-3, lo=0.0, lo_open=True)
-    anneal_lr: bool = True
-    max_grad_norm: float = field(10.0, lo=0.0, lo_open=True)
-    epochs: int = field(1, lo=1, doc="passes over each update's data")
     minibatches: int = field(
         1, lo=1, doc="shuffled minibatches per epoch (a gradient step each)"
     )
-    td_lambda: float = field(0.65, lo=0.0, hi=1.0)
-    explore_start: float = field(1.0, lo=0.0, hi=1.0)
-    explore_end: float = field(0.05, lo=0.0, hi=1.0)
-    explore_fraction: float = field(0.2, lo=0.0, hi=1.0)
 
     def validate(self, config: TrainConfig) -> None:
-        from marketjax.envs.gymnax_adapter import env_spec
-
-        if not env_spec(config.env).discrete:
-            raise ConfigError(
-                f"'env': the deep market needs discrete actions; "
-                f"{config.env} has a Box action space"
-            )
-        if any(h < 1 for h in self.hidden):
-            raise ConfigError(f"'deep.hidden' widths must be >= 1, got {self.hidden}")
+        self.check_common(config, "deep")
         samples = self.rollout_steps * config.num_envs
         if samples % self.minibatches:
             raise ConfigError(

@@ -10,9 +10,49 @@ here.
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import optax
+
+from marketjax.experiment.config import ConfigError, field
+
+
+@dataclasses.dataclass(frozen=True)
+class QLearningConfig:
+    """Config keys shared by the deep (``deep:``) and wide (``wide:``) markets:
+    the agents' networks, the economy's discount and endowment, and the Q(λ)
+    learning loop. Each market's section subclasses it."""
+
+    hidden: tuple[int, ...] = (64, 64)
+    layer_norm: bool = True
+    gamma: float = field(0.99, lo=0.0, hi=1.0)
+    initial_wealth: float = field(1e6, lo=0.0, lo_open=True)
+    rollout_steps: int = field(16, lo=1, doc="env steps per update per episode")
+    lr: float = field(1e-3, lo=0.0, lo_open=True)
+    anneal_lr: bool = True
+    max_grad_norm: float = field(10.0, lo=0.0, lo_open=True)
+    epochs: int = field(1, lo=1, doc="passes over each update's data")
+    td_lambda: float = field(0.65, lo=0.0, hi=1.0)
+    explore_start: float = field(1.0, lo=0.0, hi=1.0)
+    explore_end: float = field(0.05, lo=0.0, hi=1.0)
+    explore_fraction: float = field(0.2, lo=0.0, hi=1.0)
+
+    def check_common(self, config, section: str) -> None:
+        """Raises ConfigError unless the env has discrete actions and every hidden
+        width is positive (``section``, e.g. "deep", names the market's section)."""
+        from marketjax.envs.gymnax_adapter import env_spec
+
+        if not env_spec(config.env).discrete:
+            raise ConfigError(
+                f"'env': the {section} market needs discrete actions; "
+                f"{config.env} has a Box action space"
+            )
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(
+                f"'{section}.hidden' widths must be >= 1, got {self.hidden}"
+            )
 
 
 def lambda_returns(

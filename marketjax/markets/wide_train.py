@@ -27,9 +27,10 @@ from flax import struct
 
 from marketjax.agents.population import Population
 from marketjax.envs.gymnax_adapter import BatchedEnv
-from marketjax.experiment.config import ConfigError, field
+from marketjax.experiment.config import field
 from marketjax.experiment.registry import TrainConfig, Trainer, total_updates
 from marketjax.markets.q_learning import (
+    QLearningConfig,
     lambda_returns,
     make_explore_schedule,
     make_optimizer,
@@ -46,39 +47,18 @@ from marketjax.markets.wide import (
 
 
 @dataclasses.dataclass(frozen=True)
-class WideConfig:
+class WideConfig(QLearningConfig):
     """The ``wide:`` section of a training config."""
 
     num_agents: int = field(4, lo=1, doc="N agents")
-    hidden: tuple[int, ...] = (64, 64)
-    layer_norm: bool = True
     curvature: float = field(
         0.1, lo=0.0, lo_open=True, doc="c in v(x) = q.x - (c/2)|x|^2"
     )
     control: Literal["proportional", "largest"] = "proportional"
-    gamma: float = field(0.99, lo=0.0, hi=1.0)
-    initial_wealth: float = field(1e6, lo=0.0, lo_open=True)
     rent: float = field(0.0, lo=0.0, doc="ε paid per unit held per step")
-    rollout_steps: int = field(16, lo=1, doc="env steps per update per episode")
-    lr: float = field(1e-3, lo=0.0, lo_open=True)
-    anneal_lr: bool = True
-    max_grad_norm: float = field(10.0, lo=0.0, lo_open=True)
-    epochs: int = field(1, lo=1, doc="gradient steps on each update's data")
-    td_lambda: float = field(0.65, lo=0.0, hi=1.0)
-    explore_start: float = field(1.0, lo=0.0, hi=1.0)
-    explore_end: float = field(0.05, lo=0.0, hi=1.0)
-    explore_fraction: float = field(0.2, lo=0.0, hi=1.0)
 
     def validate(self, config: TrainConfig) -> None:
-        from marketjax.envs.gymnax_adapter import env_spec
-
-        if not env_spec(config.env).discrete:
-            raise ConfigError(
-                f"'env': the wide market needs discrete actions; "
-                f"{config.env} has a Box action space"
-            )
-        if any(h < 1 for h in self.hidden):
-            raise ConfigError(f"'wide.hidden' widths must be >= 1, got {self.hidden}")
+        self.check_common(config, "wide")
 
 
 CONFIG_CLASS = WideConfig
