@@ -120,8 +120,8 @@ def algo_config(algo: str, env_name: str, batch: int, target: int, configs: Path
 def algo_case(config, repeats: int) -> dict:
     """One compiled runner chunk of ``config``: compile time and best call time."""
     run = compile_run(config)
-    state = run.init(seed_keys(config))
-    best, _ = _best_of(lambda s: run.chunk(s)[0], state, repeats)
+    state = run.init(seed_keys(config), run.params)
+    best, _ = _best_of(lambda s: run.chunk(s, run.params)[0], state, repeats)
     return {
         "steps": run.schedule.steps_per_chunk,
         "run_s": best,

@@ -29,13 +29,13 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+from marketjax.markets.deep_train import make_trainer
 
 from marketjax.agents.families import make_family
 from marketjax.agents.population import init_population
 from marketjax.envs.gymnax_adapter import BatchedEnv, make_gymnax
 from marketjax.experiment.registry import parse_train_config
 from marketjax.markets.deep import DeepMarket, DeepMarketParams
-from marketjax.markets.deep_train import make_trainer
 
 ENV = "CartPole-v1"
 

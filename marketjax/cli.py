@@ -82,7 +82,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _prices(args: argparse.Namespace) -> int:
-    from marketjax.embeddings.prices_io import run_from_cli
+    from marketjax.experiment.prices_run import run_from_cli
 
     run_from_cli(args.config, args.overrides, overwrite=args.overwrite)
     return 0

@@ -55,7 +55,8 @@ class MLP(nn.Module):
         return x[..., 0] if self.out == 1 else x
 
 
-def _perturb_floats(key: jax.Array, tree: Any, scale: jax.Array) -> Any:
+def perturb_floats(key: jax.Array, tree: Any, scale: jax.Array) -> Any:
+    """Adds N(0, scale²) noise to every floating-point leaf of ``tree``."""
     leaves, treedef = jax.tree.flatten(tree)
     keys = jax.random.split(key, len(leaves))
     out = [
@@ -123,9 +124,9 @@ def make_family(
 
     def mutate(key, params, scale):
         k_bid, k_act, k_flip, k_new = jax.random.split(key, 4)
-        new_bid = _perturb_floats(k_bid, params["bid"], scale)
+        new_bid = perturb_floats(k_bid, params["bid"], scale)
         if name == "policy":
-            new_action = _perturb_floats(k_act, params["action"], scale)
+            new_action = perturb_floats(k_act, params["action"], scale)
         else:
             flip = jax.random.bernoulli(k_flip, action_flip_prob)
             fresh = jax.random.randint(k_new, (), 0, num_actions)

@@ -16,17 +16,18 @@ import jax.numpy as jnp
 from flax import struct
 
 from marketjax.agents.families import AgentFamily
+from marketjax.core.axes import axes
 
 
 @struct.dataclass
 class Population:
     """N agent slots; parameter leaves are stacked on a leading N axis."""
 
-    params: Any  # pytree, every leaf [N, ...]
-    wealth: jax.Array  # f32[N]
-    alive: jax.Array  # bool[N]
-    age: jax.Array  # i32[N], updates survived since entry
-    parent: jax.Array  # i32[N], slot cloned from at entry (-1: fresh draw)
+    params: Any = axes("N")  # pytree, every leaf [N, ...]
+    wealth: jax.Array = axes("N")  # f32[N]
+    alive: jax.Array = axes("N")  # bool[N]
+    age: jax.Array = axes("N")  # i32[N], updates survived since entry
+    parent: jax.Array = axes("N")  # i32[N], slot cloned from at entry (-1: fresh)
 
     @property
     def size(self) -> int:

@@ -31,8 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from marketjax.experiment.checkpoint import write_atomic, write_json_atomic
-from marketjax.experiment.config import (
+from marketjax.core.config import (
     ConfigError,
     apply_overrides,
     check_plain_name,
@@ -41,6 +40,7 @@ from marketjax.experiment.config import (
     load_yaml,
     parse,
 )
+from marketjax.experiment.checkpoint import write_atomic, write_json_atomic
 from marketjax.experiment.registry import (
     TrainConfig,
     parse_train_config,

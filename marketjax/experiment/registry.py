@@ -1,75 +1,52 @@
-"""The training-config schema shared by every algorithm, and the algorithm registry.
+"""The algorithm registry and the parsing of whole training configs.
 
 An algorithm is a name, a frozen dataclass for its own config section (the YAML
 section named after the algorithm: ``deep:``, ``ppo:``, ``wide:``), and
-``make_trainer(config) -> Trainer``. The runner, the checkpoints, the command line and
-the comparison harness only ever see a :class:`Trainer`, so one runner serves every
-algorithm, and a user's own algorithm joins with :func:`register`.
+``make_trainer(config) -> Trainer`` (``marketjax.core.schema``). The runner, the
+checkpoints, the command line and the comparison harness only ever see a
+:class:`Trainer`, so one runner serves every algorithm, and a user's own algorithm
+joins with :func:`register`. Built-ins live in ``marketjax/algos/``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-import math
+import itertools
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
-from marketjax.experiment.config import (
+from marketjax.algos import ALGORITHMS
+from marketjax.core.config import (
     ConfigError,
     _unknown_key_message,
     check_plain_name,
-    field,
     parse,
     to_dict,
 )
+from marketjax.core.schema import (  # re-exported: the first wave's home
+    RunnerConfig,
+    TrainConfig,
+    Trainer,
+    planned_updates,
+    sweepable_keys,
+    total_updates,
+)
 
-# Built-in algorithms: name -> module defining CONFIG_CLASS and make_trainer.
-_BUILTIN = {
-    "deep": "marketjax.markets.deep_train",
-    "ppo": "marketjax.baselines.ppo",
-    "wide": "marketjax.markets.wide_train",
-}
-
-
-class Trainer(NamedTuple):
-    """What an algorithm gives the runner (all functions are for ONE seed).
-
-    Attributes:
-      init: ``init(key) -> state``, the whole training state (a pytree).
-      update: ``update(state) -> (state, metrics)``: one update, i.e.
-        ``steps_per_update`` environment steps plus learning. ``metrics`` is a dict
-        of f32 scalars and must contain ``episode_return_sum`` and
-        ``episode_count`` (completed episodes during the update); other entries
-        are averaged over the updates of a chunk.
-      steps_per_update: environment steps per update (for one seed).
-      books_imbalance: optional ``books_imbalance(state) -> f32`` scalar, the relative
-        imbalance of the market's books, checked between chunks in debug mode.
-    """
-
-    init: Callable[[Any], Any]
-    update: Callable[[Any], tuple[Any, dict]]
-    steps_per_update: int
-    books_imbalance: Callable[[Any], Any] | None = None
-
-
-def planned_updates(config: TrainConfig, steps_per_update: int) -> tuple[int, int]:
-    """``(updates_per_chunk, num_chunks)`` of a run: the one definition of how many
-    updates a run makes, used by the runner and by trainers' schedules (learning-rate
-    annealing, exploration), so that a schedule ends exactly with the run.
-
-    ``total_env_steps`` is rounded up to whole updates, and the updates to whole
-    chunks of equal size.
-    """
-    wanted = max(1, math.ceil(config.total_env_steps / steps_per_update))
-    per_chunk = math.ceil(wanted / config.runner.num_chunks)
-    return per_chunk, math.ceil(wanted / per_chunk)
-
-
-def total_updates(config: TrainConfig, steps_per_update: int) -> int:
-    """How many updates the runner will make (see :func:`planned_updates`)."""
-    per_chunk, num_chunks = planned_updates(config, steps_per_update)
-    return per_chunk * num_chunks
+__all__ = [
+    "Algorithm",
+    "RunnerConfig",
+    "TrainConfig",
+    "Trainer",
+    "algorithm_names",
+    "get_algorithm",
+    "parse_train_config",
+    "planned_updates",
+    "register",
+    "sweep_points",
+    "total_updates",
+    "train_config_to_dict",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,13 +67,13 @@ def register(name: str, config_class: type, make_trainer: Callable) -> None:
 
 
 def algorithm_names() -> list[str]:
-    return sorted({*_BUILTIN, *_REGISTERED})
+    return sorted({*ALGORITHMS, *_REGISTERED})
 
 
 def get_algorithm(name: str) -> Algorithm:
     """The algorithm registered under ``name`` (built-ins are imported on first use)."""
-    if name not in _REGISTERED and name in _BUILTIN:
-        module = importlib.import_module(_BUILTIN[name])
+    if name not in _REGISTERED and name in ALGORITHMS:
+        module = importlib.import_module(ALGORITHMS[name])
         register(name, module.CONFIG_CLASS, module.make_trainer)
     if name not in _REGISTERED:
         raise ConfigError(
@@ -107,36 +84,58 @@ def get_algorithm(name: str) -> Algorithm:
     return _REGISTERED[name]
 
 
-@dataclasses.dataclass(frozen=True)
-class RunnerConfig:
-    """How the host runner drives the compiled chunks (``runner:`` section)."""
-
-    num_chunks: int = field(10, lo=1, doc="compiled chunks the run is split into")
-    checkpoint: bool = field(True, doc="write a checkpoint after every chunk")
-    out_dir: str = field("runs", doc="parent folder of run directories")
-    progress: bool = field(True, doc="draw a tqdm progress bar")
-    debug: bool = field(False, doc="check books and NaN/inf between chunks")
-    shard_seeds: bool = field(
-        True, doc="spread seeds over all local devices when they divide evenly"
-    )
+_TOP_KEYS = [
+    f.name
+    for f in dataclasses.fields(TrainConfig)
+    if f.name not in ("algo_config", "sweep")
+]
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-    """Top-level keys every training config has (DESIGN.md, "Command line")."""
-
-    name: str = field(doc="run name: the run directory is <out_dir>/<name>")
-    algo: str = field(doc="registered algorithm: deep, wide, ppo, ...")
-    env: str = field(doc="a gymnax id or one of marketjax's environments")
-    total_env_steps: int = field(lo=1, doc="environment steps per seed")
-    seed: int = field(0, lo=0)
-    num_seeds: int = field(1, lo=1, doc="seeds run in one program (vmap)")
-    num_envs: int = field(16, lo=1, doc="parallel episodes per seed")
-    runner: RunnerConfig = RunnerConfig()
-    algo_config: Any = None  # the section named after `algo`, parsed by its class
+def _flatten(mapping: Mapping, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
 
 
-_TOP_KEYS = [f.name for f in dataclasses.fields(TrainConfig) if f.name != "algo_config"]
+def _parse_sweep(data: Any, algo_name: str, config_class: type) -> tuple:
+    """The ``sweep:`` section as ``((dotted key, (values, ...)), ...)``.
+
+    Raises:
+      ConfigError: a key that is not a sweepable key of the algorithm's section
+        (shape-setting keys such as num_agents, hidden or num_envs), or values that
+        are not a non-empty list.
+    """
+    if data is None:
+        return ()
+    if not isinstance(data, Mapping):
+        raise ConfigError("'sweep' must map dotted keys to lists of values")
+    allowed = [f"{algo_name}.{k}" for k in sweepable_keys(config_class)]
+    grid = []
+    for key, values in _flatten(data).items():
+        key = str(key)
+        if key not in allowed:
+            why = (
+                "changes shapes or the program's structure"
+                if key.split(".")[-1] in _TOP_KEYS
+                or (
+                    key.startswith(f"{algo_name}.")
+                    and key.split(".", 1)[1]
+                    in {f.name for f in dataclasses.fields(config_class)}
+                )
+                else "is not a key of this config"
+            )
+            raise ConfigError(
+                f"sweep key '{key}' {why}; sweepable keys: {', '.join(allowed)}"
+            )
+        if not isinstance(values, (list, tuple)) or not values:
+            raise ConfigError(f"'sweep.{key}' must be a non-empty list of values")
+        grid.append((key, tuple(values)))
+    return tuple(grid)
 
 
 def parse_train_config(data: Mapping) -> TrainConfig:
@@ -144,7 +143,7 @@ def parse_train_config(data: Mapping) -> TrainConfig:
 
     Raises:
       ConfigError: naming the first bad key (unknown, missing, mistyped, out of
-        range, an unknown algorithm or environment).
+        range, an unknown algorithm or environment, a key that cannot be swept).
     """
     if not isinstance(data, Mapping):
         raise ConfigError("config: the top level must be a mapping of keys")
@@ -152,12 +151,14 @@ def parse_train_config(data: Mapping) -> TrainConfig:
     if not isinstance(algo_name, str):
         raise ConfigError("missing required key 'algo' (a string such as 'deep')")
     algorithm = get_algorithm(algo_name)
-    common = {k: v for k, v in data.items() if k != algo_name}
+    common = {k: v for k, v in data.items() if k not in (algo_name, "sweep")}
     for key in common:
         if key not in _TOP_KEYS:
             if key in algorithm_names():
                 raise ConfigError(f"section '{key}' given but algo is '{algo_name}'")
-            raise ConfigError(_unknown_key_message(key, [*_TOP_KEYS, algo_name], ""))
+            raise ConfigError(
+                _unknown_key_message(str(key), [*_TOP_KEYS, algo_name, "sweep"], "")
+            )
     config = parse(TrainConfig, common)
     check_plain_name(config.name, "name")
     from marketjax.envs.gymnax_adapter import check_env_name
@@ -166,17 +167,48 @@ def parse_train_config(data: Mapping) -> TrainConfig:
         check_env_name(config.env)
     except ValueError as e:
         raise ConfigError(f"'env': {e}") from None
-    section = parse(algorithm.config_class, data.get(algo_name), algo_name)
+    section_data = data.get(algo_name)
+    section = parse(algorithm.config_class, section_data, algo_name)
     config = dataclasses.replace(config, algo_config=section)
     validate = getattr(section, "validate", None)
     if validate is not None:
         validate(config)  # cross-key checks; raises ConfigError naming the key
+    grid = _parse_sweep(data.get("sweep"), algo_name, algorithm.config_class)
+    config = dataclasses.replace(config, sweep=grid)
+    for _, point in sweep_points(config):  # every point passes the range checks
+        if validate is not None:
+            validate(point)
     return config
+
+
+def sweep_points(config: TrainConfig) -> list[tuple[str, TrainConfig]]:
+    """The sweep's grid as ``[(label, config of that point)]`` (one point, label
+    ``""``, when the config has no sweep).
+
+    A label joins ``key=value`` pairs with commas, in the sweep's key order:
+    ``deep.lr=0.001,deep.rent=0.0``. A point's config is the config a user would
+    run alone with those overrides.
+    """
+    if not config.sweep:
+        return [("", config)]
+    keys = [k for k, _ in config.sweep]
+    out = []
+    for values in itertools.product(*(v for _, v in config.sweep)):
+        section = to_dict(config.algo_config)
+        for key, value in zip(keys, values, strict=True):
+            section[key.split(".", 1)[1]] = value
+        parsed = parse(type(config.algo_config), section, config.algo)
+        label = ",".join(f"{k}={getattr(parsed, k.split('.', 1)[1])!r}" for k in keys)
+        out.append((label, dataclasses.replace(config, algo_config=parsed, sweep=())))
+    return out
 
 
 def train_config_to_dict(config: TrainConfig) -> dict:
     """The resolved config as a plain mapping, the algo section under its name."""
-    out = to_dict(dataclasses.replace(config, algo_config=None))
+    out = to_dict(dataclasses.replace(config, algo_config=None, sweep=()))
     out.pop("algo_config")
+    out.pop("sweep")
     out[config.algo] = to_dict(config.algo_config)
+    if config.sweep:
+        out["sweep"] = {k: list(v) for k, v in config.sweep}
     return out

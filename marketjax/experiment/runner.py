@@ -1,11 +1,16 @@
-"""``make_train(config) -> train(key)`` and the host runner over compiled chunks.
+"""``make_train(config) -> train(key, params)`` and the host runner over chunks.
 
 ``make_train`` is purejaxrl's recipe: the whole run is one ``jax.jit`` of a
-``lax.scan`` over updates. The host runner splits the same updates into chunks: one
-compiled chunk (``vmap`` over seeds of a ``lax.scan`` over updates) is called
-repeatedly, and between calls the host draws the progress bar, appends metrics,
-writes checkpoints and, in debug mode, checks the books and looks for NaN/inf. A
-chunk is compiled once per run (ahead of time, so compile time is measured apart).
+``lax.scan`` over updates, and every number a sweep may change is an array leaf of
+``params``. The host runner splits the same updates into chunks: one compiled chunk
+(``vmap`` over runs of a ``lax.scan`` over updates) is called repeatedly, and
+between calls the host draws the progress bar, appends metrics, writes checkpoints
+and, in debug mode, checks the books and looks for NaN/inf.
+
+A run is ``points × seeds`` runs in one program: a config without ``sweep:`` is a
+sweep of one point, so a point of a sweep runs exactly the program of the same
+point run alone, only with a longer run axis. Runs are laid out point-major
+(run r = point r // S, seed r % S) and every point uses the same seed keys.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from marketjax.core.schema import SUMMED_METRICS
 from marketjax.experiment.registry import (
     TrainConfig,
     Trainer,
     get_algorithm,
     planned_updates,
+    sweep_points,
 )
 
 
@@ -54,12 +61,13 @@ def reduce_metrics(metrics: dict) -> dict:
     """Reduces per-update metrics (leading axis U) to one scalar each, inside jit.
 
     ``episode_return_sum`` and ``episode_count`` are summed and give ``mean_return``
-    (NaN if no episode ended); every other entry is averaged over the updates.
+    (NaN if no episode ended); counts (``entries``, ``exits``) are summed; every
+    other entry is averaged over the updates.
     """
     total = jnp.sum(metrics["episode_return_sum"])
     count = jnp.sum(metrics["episode_count"])
     out = {
-        k: jnp.mean(v)
+        k: jnp.sum(v) if k in SUMMED_METRICS else jnp.mean(v)
         for k, v in metrics.items()
         if k not in ("episode_return_sum", "episode_count")
     }
@@ -69,11 +77,14 @@ def reduce_metrics(metrics: dict) -> dict:
 
 
 def make_chunk(trainer: Trainer, updates_per_chunk: int) -> Callable:
-    """``chunk(state) -> (state, metrics)`` for one seed: a scan over updates."""
+    """``chunk(state, params) -> (state, metrics)`` for one run: a scan over updates."""
 
-    def chunk(state):
+    def chunk(state, params):
         state, metrics = jax.lax.scan(
-            lambda s, _: trainer.update(s), state, None, length=updates_per_chunk
+            lambda s, _: trainer.update(s, params),
+            state,
+            None,
+            length=updates_per_chunk,
         )
         return state, reduce_metrics(metrics)
 
@@ -85,47 +96,71 @@ def seed_keys(config: TrainConfig) -> jax.Array:
     return jax.random.split(jax.random.key(config.seed), config.num_seeds)
 
 
-def make_train(config: TrainConfig) -> Callable[[jax.Array], tuple[Any, dict]]:
-    """purejaxrl's ``make_train``: returns ``train(key) -> (state, metrics)``.
+def as_params(values: dict) -> dict:
+    """Sweepable numbers as f32 array leaves."""
+    return {k: jnp.asarray(v, jnp.float32) for k, v in values.items()}
+
+
+def make_train(config: TrainConfig) -> Callable[..., tuple[Any, dict]]:
+    """purejaxrl's ``make_train``: returns ``train(key, params=None)``.
 
     ``train`` runs every update of one seed in a single ``lax.scan`` (jit it, and
-    ``vmap`` it over seed keys). ``metrics`` holds one reduced entry per chunk of the
-    run's schedule, so it equals what the host runner logs.
+    ``vmap`` it over seed keys and over params). ``params`` are the sweepable
+    numbers (``{key: f32[]}``), by default the config's. ``metrics`` holds one
+    reduced entry per chunk of the run's schedule, so it equals what the host
+    runner logs.
     """
     trainer = get_algorithm(config.algo).make_trainer(config)
     schedule = make_schedule(config, trainer)
     chunk = make_chunk(trainer, schedule.updates_per_chunk)
 
-    def train(key):
-        state = trainer.init(key)
+    def train(key, params=None):
+        params = as_params(trainer.params or {}) if params is None else params
+        state = trainer.init(key, params)
         return jax.lax.scan(
-            lambda s, _: chunk(s), state, None, length=schedule.num_chunks
+            lambda s, _: chunk(s, params), state, None, length=schedule.num_chunks
         )
 
     return train
 
 
+def default_params(config: TrainConfig) -> dict:
+    """The config's sweepable numbers as f32 leaves (``train``'s default params)."""
+    return as_params(get_algorithm(config.algo).make_trainer(config).params or {})
+
+
 @dataclasses.dataclass
 class CompiledRun:
-    """A trainer's init and its compiled chunk, for all seeds of a config."""
+    """A trainer's init and its compiled chunk, for all runs (points × seeds)."""
 
     config: TrainConfig
     trainer: Trainer
     schedule: Schedule
-    init: Callable  # keys -> state (vmapped over seeds, jitted)
-    chunk: Any  # compiled: state -> (state, metrics); each leaf has a leading S axis
+    points: list  # [(label, config of the point)]
+    params: dict  # {key: f32[R]}, the runs' sweepable numbers
+    keys: jax.Array  # [R] typed keys, point-major
+    init: Callable  # (keys, params) -> state with a leading R axis
+    chunk: Callable  # jitted (state, params) -> (state, metrics)
     compile_s: float
-    trace_count: int
+    traces: list  # one entry per trace of the chunk (a retrace adds one)
+
+    @property
+    def trace_count(self) -> int:
+        return len(self.traces)
+
+    @property
+    def num_runs(self) -> int:
+        return len(self.points) * self.config.num_seeds
 
 
-def seed_sharding(config: TrainConfig) -> jax.sharding.NamedSharding | None:
-    """A sharding of the leading seed axis over all devices, or None.
+def run_sharding(num_runs: int, config: TrainConfig):
+    """A sharding of the leading run axis over all devices, or None.
 
-    Seeds are independent programs, so spreading them over devices (a 1-D mesh with
+    Runs are independent programs, so spreading them over devices (a 1-D mesh with
     an Auto axis, so vmapped gymnax states shard too) changes no number.
     """
     devices = jax.device_count()
-    if not config.runner.shard_seeds or devices == 1 or config.num_seeds % devices:
+    if not config.runner.shard_seeds or devices == 1 or num_runs % devices:
         return None
     mesh = jax.make_mesh(
         (devices,), ("seeds",), axis_types=(jax.sharding.AxisType.Auto,)
@@ -133,35 +168,68 @@ def seed_sharding(config: TrainConfig) -> jax.sharding.NamedSharding | None:
     return jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds"))
 
 
-def place_seeds(config: TrainConfig, state: Any) -> Any:
-    """Puts a seed-batched state on the devices given by :func:`seed_sharding`."""
-    sharding = seed_sharding(config)
-    return state if sharding is None else jax.device_put(state, sharding)
+def seed_sharding(config: TrainConfig):
+    """The sharding of a run without a sweep (see :func:`run_sharding`)."""
+    return run_sharding(len(sweep_points(config)) * config.num_seeds, config)
+
+
+def run_params(trainer: Trainer, points: list, num_seeds: int) -> dict:
+    """``{key: f32[P·S]}``: every point's sweepable numbers, repeated per seed."""
+    base = dict(trainer.params or {})
+    rows = []
+    for _, point in points:
+        rows.append({k: float(getattr(point.algo_config, k)) for k in base})
+    return {
+        k: jnp.asarray(np.repeat([r[k] for r in rows], num_seeds), jnp.float32)
+        for k in base
+    }
 
 
 def compile_run(config: TrainConfig) -> CompiledRun:
-    """Builds the trainer, initialises all seeds, compiles one chunk ahead of time."""
+    """Builds the trainer, initialises all runs, compiles one chunk ahead of time."""
     trainer = get_algorithm(config.algo).make_trainer(config)
     schedule = make_schedule(config, trainer)
-    traces = []
+    points = sweep_points(config)
+    num_runs = len(points) * config.num_seeds
+    params = run_params(trainer, points, config.num_seeds)
+    keys = jnp.concatenate([seed_keys(config)] * len(points))
+    sharding = run_sharding(num_runs, config)
+    traces: list = []
     inner = make_chunk(trainer, schedule.updates_per_chunk)
 
-    def counted(state):
-        traces.append(1)  # runs at trace time only
-        return inner(state)
+    def counted(state, params):
+        traces.append(1)  # runs once per trace: a retrace adds an entry
+        return inner(state, params)
 
-    vmapped_init = jax.jit(jax.vmap(trainer.init))
+    vmapped_init = jax.jit(lambda k, p: strong_types(jax.vmap(trainer.init)(k, p)))
 
-    def init(keys):
-        return place_seeds(config, vmapped_init(keys))
+    def init(keys, params):
+        state = vmapped_init(keys, params)
+        return state if sharding is None else jax.device_put(state, sharding)
 
-    state = init(seed_keys(config))
+    if sharding is not None:
+        params = jax.device_put(params, sharding)
+    state = init(keys, params)
+    chunk = jax.jit(jax.vmap(counted), donate_argnums=0)
     start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(counted), donate_argnums=0).lower(state).compile()
+    chunk.lower(state, params).compile()
     compile_s = time.perf_counter() - start
     return CompiledRun(
-        config, trainer, schedule, init, compiled, compile_s, len(traces)
+        config, trainer, schedule, points, params, keys, init, chunk, compile_s, traces
     )
+
+
+def strong_types(state: Any) -> Any:
+    """The state with every weakly typed leaf made strong (gymnax resets some
+    fields to Python scalars; a chunk returns them strongly typed, and the
+    difference would retrace the chunk on its second call)."""
+
+    def strong(x):
+        if getattr(x, "weak_type", False):
+            return jax.lax.convert_element_type(x, x.dtype)
+        return x
+
+    return jax.tree.map(strong, state)
 
 
 def nonfinite_leaves(state: Any) -> list[str]:

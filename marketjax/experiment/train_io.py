@@ -2,7 +2,11 @@
 
 ``runs/<name>/`` holds the resolved ``config.yaml``, ``metrics.jsonl`` (one JSON object
 per chunk), ``checkpoint.msgpack`` (after every chunk), ``summary.json`` (written last:
-its presence marks a finished run) and ``returns.png``. Every file is replaced
+its presence marks a finished run) and ``returns.png``. A config with a ``sweep:``
+section writes, instead, one subdirectory per grid point (named ``key=value,...``,
+each with its own ``config.yaml``, ``metrics.jsonl``, ``summary.json`` and
+``returns.png``) and, at the top, ``sweep.csv``, ``sweep.md`` and ``sweep.png``; the
+whole grid is one compiled program and one checkpoint. Every file is replaced
 atomically, so an interrupted run leaves a consistent directory that ``resume``
 continues, ending with exactly the numbers of an uninterrupted run.
 """
@@ -17,6 +21,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
+from marketjax.core.config import ConfigError, dump_yaml
 from marketjax.experiment import plots
 from marketjax.experiment.checkpoint import (
     load_checkpoint,
@@ -24,9 +29,9 @@ from marketjax.experiment.checkpoint import (
     write_atomic,
     write_json_atomic,
 )
-from marketjax.experiment.config import ConfigError, dump_yaml
 from marketjax.experiment.registry import TrainConfig, train_config_to_dict
-from marketjax.experiment.runner import compile_run, debug_check, seed_keys
+from marketjax.experiment.runner import CompiledRun, compile_run, debug_check
+from marketjax.experiment.sweep_report import write_sweep_report
 
 CHECKPOINT = "checkpoint.msgpack"
 
@@ -72,6 +77,51 @@ def prepare_run_dir(config: TrainConfig, *, resume: bool, overwrite: bool) -> Pa
     return run_dir
 
 
+def point_dirs(run: CompiledRun, run_dir: Path) -> list[Path]:
+    """Where each grid point's files go (the run directory itself without a sweep)."""
+    if not run.config.sweep:
+        return [run_dir]
+    return [run_dir / label for label, _ in run.points]
+
+
+def _restore_metrics(dirs: list[Path], done_chunks: int) -> list[list]:
+    """Each point's metrics lines of the checkpointed chunks, checked and rewritten."""
+    histories = []
+    for d in dirs:
+        path = d / "metrics.jsonl"
+        saved = path.read_text() if path.is_file() else ""
+        lines = saved.splitlines()[:done_chunks]
+        if len(lines) < done_chunks:  # metrics are written before the checkpoint
+            raise ConfigError(
+                f"cannot resume: {path} holds {len(lines)} of the "
+                f"{done_chunks} chunks in the checkpoint; pass --overwrite"
+            )
+        try:
+            history = [json.loads(line)["mean_return_per_seed"] for line in lines]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ConfigError(
+                f"cannot resume: {path} is damaged; pass --overwrite"
+            ) from None
+        write_atomic(path, "".join(line + "\n" for line in lines))
+        histories.append(history)
+    return histories
+
+
+def _metrics_row(metrics: dict, sl: slice, chunk_index: int, steps, wall_s) -> dict:
+    per_seed = [_finite_or_none(x) for x in np.asarray(metrics["mean_return"])[sl]]
+    row = {
+        "chunk": chunk_index + 1,
+        "env_steps": steps,
+        "wall_s": round(wall_s, 4),
+        "mean_return": _median_or_none(per_seed),
+        "mean_return_per_seed": per_seed,
+    }
+    for key, value in metrics.items():
+        if key != "mean_return":
+            row[key] = _finite_or_none(np.median(np.asarray(value)[sl]))
+    return row
+
+
 def train_and_write(
     config: TrainConfig,
     *,
@@ -79,7 +129,8 @@ def train_and_write(
     overwrite: bool = False,
     stop_after_chunks: int | None = None,
 ) -> dict:
-    """Trains ``config`` and writes its run directory; returns the summary.
+    """Trains ``config`` and writes its run directory; returns the summary (the
+    first point's, for a sweep, with ``sweep`` listing every point's).
 
     Args:
       config: a validated training config.
@@ -92,34 +143,31 @@ def train_and_write(
 
     run_dir = prepare_run_dir(config, resume=resume, overwrite=overwrite)
     run = compile_run(config)
-    schedule = run.schedule
-    state = run.init(seed_keys(config))
-    done_chunks, wall_s, history = 0, 0.0, []
-    metrics_path = run_dir / "metrics.jsonl"
+    schedule, seeds = run.schedule, config.num_seeds
+    dirs = point_dirs(run, run_dir)
+    for d, (_, point) in zip(dirs, run.points, strict=True):
+        if d != run_dir:
+            write_atomic(d / "config.yaml", dump_yaml(train_config_to_dict(point)))
+    state = run.init(run.keys, run.params)
+    done_chunks, wall_s = 0, 0.0
     if resume and (run_dir / CHECKPOINT).exists():
         state, meta = load_checkpoint(run_dir / CHECKPOINT, state)
         done_chunks, wall_s = meta["chunks_done"], meta["wall_s"]
-        saved = metrics_path.read_text() if metrics_path.is_file() else ""
-        lines = saved.splitlines()[:done_chunks]
-        if len(lines) < done_chunks:  # metrics are written before the checkpoint
-            raise ConfigError(
-                f"cannot resume: {metrics_path} holds {len(lines)} of the "
-                f"{done_chunks} chunks in the checkpoint; pass --overwrite"
-            )
-        history = [json.loads(line)["mean_return_per_seed"] for line in lines]
-        write_atomic(metrics_path, "".join(line + "\n" for line in lines))
+        histories = _restore_metrics(dirs, done_chunks)
     else:
-        write_atomic(metrics_path, "")
+        histories = [[] for _ in dirs]
+        for d in dirs:
+            write_atomic(d / "metrics.jsonl", "")
+    texts = [(d / "metrics.jsonl").read_text() for d in dirs]
 
     bar = tqdm(
-        total=schedule.total_env_steps * config.num_seeds,
-        initial=done_chunks * schedule.steps_per_chunk * config.num_seeds,
+        total=schedule.total_env_steps * run.num_runs,
+        initial=done_chunks * schedule.steps_per_chunk * run.num_runs,
         unit="step",
         unit_scale=True,
         disable=not config.runner.progress,
         desc=f"{config.name} ({config.algo} on {config.env})",
     )
-    lines = metrics_path.read_text()
     for chunk_index in range(done_chunks, schedule.num_chunks):
         if stop_after_chunks is not None and chunk_index - done_chunks >= (
             stop_after_chunks
@@ -127,56 +175,66 @@ def train_and_write(
             bar.close()
             return {}
         start = time.perf_counter()
-        state, metrics = run.chunk(state)
+        state, metrics = run.chunk(state, run.params)
         metrics = jax.device_get(metrics)
         wall_s += time.perf_counter() - start
         if config.runner.debug:
             debug_check(run, state, chunk_index)
-        per_seed = [_finite_or_none(x) for x in np.asarray(metrics["mean_return"])]
-        history.append(per_seed)
-        row = {
-            "chunk": chunk_index + 1,
-            "env_steps": (chunk_index + 1) * schedule.steps_per_chunk,
-            "wall_s": round(wall_s, 4),
-            "mean_return": _median_or_none(per_seed),
-            "mean_return_per_seed": per_seed,
-        }
-        for key, value in metrics.items():
-            if key != "mean_return":
-                row[key] = _finite_or_none(np.median(np.asarray(value)))
-        lines += json.dumps(row) + "\n"
-        write_atomic(metrics_path, lines)
+        steps = (chunk_index + 1) * schedule.steps_per_chunk
+        for p, d in enumerate(dirs):
+            row = _metrics_row(
+                metrics, slice(p * seeds, (p + 1) * seeds), chunk_index, steps, wall_s
+            )
+            histories[p].append(row["mean_return_per_seed"])
+            texts[p] += json.dumps(row) + "\n"
+            write_atomic(d / "metrics.jsonl", texts[p])
         if config.runner.checkpoint:
             save_checkpoint(
                 run_dir / CHECKPOINT,
                 state,
                 {"chunks_done": chunk_index + 1, "wall_s": wall_s},
             )
-        bar.update(schedule.steps_per_chunk * config.num_seeds)
-        bar.set_postfix(mean_return=row["mean_return"])
+        bar.update(schedule.steps_per_chunk * run.num_runs)
+        bar.set_postfix(mean_return=_median_or_none(histories[0][-1]))
     bar.close()
 
-    final_per_seed = [_last_finite(history, s) for s in range(config.num_seeds)]
-    summary = {
-        "name": config.name,
-        "algo": config.algo,
-        "env": config.env,
-        "num_seeds": config.num_seeds,
-        "num_envs": config.num_envs,
-        "final_mean_return": _median_or_none(final_per_seed),
-        "final_mean_return_per_seed": final_per_seed,
-        "env_steps": schedule.total_env_steps,
-        "env_steps_per_s": schedule.total_env_steps
-        * config.num_seeds
-        / max(wall_s, 1e-9),
-        "wall_s": wall_s,
-        "compile_s": run.compile_s,
-        "traces": run.trace_count,
-    }
-    plots.plot_returns(
-        run_dir / "metrics.jsonl",
-        run_dir / "returns.png",
-        title=f"{config.name}: {config.algo} on {config.env}",
-    )
+    summaries = []
+    for (label, _), d, history in zip(run.points, dirs, histories, strict=True):
+        final_per_seed = [_last_finite(history, s) for s in range(seeds)]
+        summary = {
+            "name": config.name,
+            "algo": config.algo,
+            "env": config.env,
+            "num_seeds": seeds,
+            "num_envs": config.num_envs,
+            "final_mean_return": _median_or_none(final_per_seed),
+            "final_mean_return_per_seed": final_per_seed,
+            "env_steps": schedule.total_env_steps,
+            "env_steps_per_s": schedule.total_env_steps
+            * run.num_runs
+            / max(wall_s, 1e-9),
+            "wall_s": wall_s,
+            "compile_s": run.compile_s,
+            "traces": run.trace_count,
+        }
+        if label:
+            summary["sweep_point"] = label
+        plots.plot_returns(
+            d / "metrics.jsonl",
+            d / "returns.png",
+            title=f"{config.name} {label}: {config.algo} on {config.env}".replace(
+                "  ", " "
+            ),
+        )
+        if d != run_dir:
+            write_json_atomic(d / "summary.json", summary)
+        summaries.append((label, summary))
+    if config.sweep:
+        write_sweep_report(run_dir, config, summaries)
+    summary = dict(summaries[0][1])
+    if config.sweep:
+        summary["sweep"] = {
+            label: s["final_mean_return_per_seed"] for label, s in summaries
+        }
     write_json_atomic(run_dir / "summary.json", summary)
     return summary

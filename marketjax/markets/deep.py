@@ -1,13 +1,22 @@
 """The deep market (Algorithm 1, Definition 2.1), batched over B episodes.
 
 Each step, in every one of B parallel episodes that share one population's wealth
-(the paper's footnote 2): every agent bids on the observation; bids are capped by
-wealth and masked by ``alive``; the auction picks the winner, who buys the right to
-act from the previous owner (or from the bank at an episode's start), acts, and
-collects the reward; the owner pays rent ε. Settlement of all B episodes is one
-``segment_sum`` over N+1 accounts (the agents and the bank): O(B + N) work, no Python
-loop and no dense [B, N] transfer matrix. The books (``markets/books.py``) count
-every flow across the economy's boundary.
+(the paper's footnote 2): every agent bids on the observation; bids are held to the
+agent's budget (below) and masked by ``alive``; the auction picks the winner, who
+buys the right to act from the previous owner (or from the bank at an episode's
+start), acts, and collects the reward; owners pay rent (``ledger.rent_due``).
+Settlement of all B episodes is one ``segment_sum`` over N+1 accounts (the agents
+and the bank, ``ledger.transfer``); the books count every flow across the economy's
+boundary.
+
+**The shared budget.** Wealth is shared by the B episodes, so a per-episode cap
+would let an agent commit B times its wealth (wealth 1, B = 64: it paid 1 in each
+episode and ended at −63). Instead an agent's positive bids are scaled so that
+their sum over the B episodes is at most its bid budget (its positive wealth, less
+the most rent it can owe this step): whatever it wins, it pays at most its own bid
+in each episode, so no account is ever overdrawn by bids, whatever B. Only the
+world's negative rewards can take wealth below zero; an agent without positive
+wealth cannot bid.
 """
 
 from __future__ import annotations
@@ -20,12 +29,15 @@ from flax import struct
 
 from marketjax.agents.families import AgentFamily, population_bids, winner_actions
 from marketjax.agents.population import Population
+from marketjax.core.axes import axes
 from marketjax.envs.gymnax_adapter import BatchedEnv, EpisodeStats, track_episodes
-from marketjax.markets.books import Books, books_imbalance
+from marketjax.learners.base import Experience
+from marketjax.markets.ledger import Books, rent_due, transfer
 from marketjax.mechanisms.auctions import rank_bids
 from marketjax.mechanisms.payments import check_rule, payment, seller_share
 
 BANK = -1  # owner index of the bank/founder account
+BUDGET_HEADROOM = 1e-4  # share of the budget kept back from bids (float32 rounding)
 
 
 @struct.dataclass
@@ -33,7 +45,7 @@ class DeepMarketParams:
     """Sweepable numbers of the market (array leaves)."""
 
     gamma: jax.Array  # f32[], seller's share γ of its credit
-    rent: jax.Array  # f32[], ε paid by the owner each step
+    rent: jax.Array  # f32[], ε of the rent rule
     explore: jax.Array  # f32[], P(the right goes to a uniformly drawn valid agent)
 
 
@@ -43,9 +55,9 @@ class DeepMarketState:
 
     population: Population
     env_state: Any  # gymnax state, leaves [B, ...]
-    obs: jax.Array  # f32[B, D], current observation of each episode
-    owner: jax.Array  # i32[B], owner of each episode's right (-1: the bank)
-    stats: EpisodeStats
+    obs: jax.Array = axes("B", "D")  # f32[B, D], current observation per episode
+    owner: jax.Array = axes("B")  # i32[B], owner of each episode's right (-1: bank)
+    stats: EpisodeStats  # running returns of the B episodes
     books: Books
 
 
@@ -56,11 +68,32 @@ class StepRecord(NamedTuple):
     winner: jax.Array  # i32[B], buyer of the right (-1: nobody valid, bank acted)
     paid: jax.Array  # f32[B], price the buyer paid
     credit: jax.Array  # f32[B], the seller's credit for this sale
-    top_bid: jax.Array  # f32[B], highest valid (capped) bid
+    top_bid: jax.Array  # f32[B], highest valid (budgeted) bid
+    capped: jax.Array  # bool[B], the winner's bid was cut by its budget
     reward: jax.Array  # f32[B]
     done: jax.Array  # bool[B], the episode ended at this step
     completed_return_sum: jax.Array  # f32[], returns of episodes ended this step
     completed_count: jax.Array  # f32[]
+
+
+def budgeted_bids(raw: jax.Array, budget: jax.Array) -> jax.Array:
+    """Scales each agent's positive bids so that they sum to at most its budget.
+
+    Args:
+      raw: f32[B, N] raw bids of N agents in B episodes.
+      budget: f32[N] >= 0, what each agent may commit this step.
+
+    Returns:
+      f32[B, N]: positive bids times min(1, budget / Σ_b positive bids); negative
+      bids (the bidder is paid to take the right) commit nothing and are kept.
+    """
+    positive = jnp.maximum(raw, 0.0)
+    committed = jnp.sum(positive, axis=0)  # [N]
+    # 0.01% headroom: float32 rounding of the B scaled bids and of their sum in
+    # settlement can otherwise exceed the budget by a few ulps.
+    headroom = budget * (1.0 - BUDGET_HEADROOM)
+    scale = jnp.minimum(1.0, headroom / jnp.maximum(committed, 1e-30))
+    return jnp.where(raw > 0.0, raw * scale[None, :], raw)
 
 
 class DeepMarket:
@@ -70,7 +103,13 @@ class DeepMarket:
     the numbers you might sweep are in :class:`DeepMarketParams`.
     """
 
-    def __init__(self, env: BatchedEnv, family: AgentFamily, rule: str):
+    def __init__(
+        self,
+        env: BatchedEnv,
+        family: AgentFamily,
+        rule: str,
+        rent_rule: str = "proportional",
+    ):
         check_rule(rule)
         if not env.spec.discrete:
             raise ValueError(
@@ -80,6 +119,7 @@ class DeepMarket:
         self.env = env
         self.family = family
         self.rule = rule
+        self.rent_rule = rent_rule
 
     def init(self, key: jax.Array, population: Population) -> DeepMarketState:
         obs, env_state = self.env.reset(key)
@@ -93,19 +133,26 @@ class DeepMarket:
             books=Books.open(population.wealth),
         )
 
-    def capped_bids(self, population: Population, obs: jax.Array):
-        """Bids f32[B, N] capped by wealth, and validity bool[B, N].
+    def bid_budget(self, wealth: jax.Array, rent: jax.Array) -> jax.Array:
+        """f32[N]: what an agent may commit to bids this step (rent set aside)."""
+        positive = jnp.maximum(wealth, 0.0)
+        if self.rent_rule == "flat":
+            return jnp.maximum(positive - rent * self.env.num_envs, 0.0)
+        return positive * (1.0 - jnp.minimum(rent, 1.0))
 
-        Bids may be negative (a right whose value is negative, e.g. in Catch, is
-        sold at a negative price); agents without positive wealth cannot bid.
-        """
+    def capped_bids(self, population: Population, obs: jax.Array, rent: jax.Array):
+        """Budgeted bids f32[B, N], validity bool[B, N] and raw bids f32[B, N]."""
         raw = population_bids(self.family, population.params, obs)
-        capped = jnp.minimum(raw, jnp.maximum(population.wealth, 0.0)[None, :])
+        bids = budgeted_bids(raw, self.bid_budget(population.wealth, rent))
         valid = (population.alive & (population.wealth > 0.0))[None, :]
-        return capped, jnp.broadcast_to(valid, capped.shape)
+        return bids, jnp.broadcast_to(valid, bids.shape), raw
 
     def auction(
-        self, key: jax.Array, population: Population, obs: jax.Array, explore: jax.Array
+        self,
+        key: jax.Array,
+        population: Population,
+        obs: jax.Array,
+        params: DeepMarketParams,
     ):
         """Runs the auctions of all B episodes (with an exploration lottery).
 
@@ -115,28 +162,29 @@ class DeepMarket:
         one picks the agent (a few wide draws are much cheaper than a categorical
         over N on CPU, where threefry runs as a rolled loop).
 
-        Returns ``(winner i32[B], top f32[B], Payment)``.
+        Returns ``(winner i32[B], top f32[B], Payment, capped bool[B])``.
         """
-        capped, valid = self.capped_bids(population, obs)
-        ranking = rank_bids(capped, valid)
+        bids, valid, raw = self.capped_bids(population, obs, params.rent)
+        ranking = rank_bids(bids, valid)
         ok = population.alive & (population.wealth > 0.0)  # bool[N]
         count = jnp.sum(ok.astype(jnp.int32))
         valid_slots = jnp.argsort(~ok, stable=True).astype(jnp.int32)  # valid first
         u = jax.random.uniform(key, (2, *ranking.winner.shape))
         pick = jnp.minimum((u[1] * count).astype(jnp.int32), jnp.maximum(count - 1, 0))
         lottery = valid_slots[pick]
-        coin = u[0] < explore
-        use_lottery = coin & (ranking.winner >= 0)
+        use_lottery = (u[0] < params.explore) & (ranking.winner >= 0)
         winner = jnp.where(use_lottery, lottery, ranking.winner)
-        lottery_bid = jnp.take_along_axis(capped, lottery[:, None], axis=-1)[:, 0]
-        own = jnp.where(use_lottery, lottery_bid, ranking.top)
+        safe = jnp.maximum(winner, 0)[:, None]
+        own = jnp.take_along_axis(bids, safe, axis=-1)[:, 0]
+        capped = own < jnp.take_along_axis(raw, safe, axis=-1)[:, 0]
+        own = jnp.where(use_lottery, own, ranking.top)
         pay = payment(self.rule, ranking.top, ranking.second, own)
         nobody = winner < 0
         pay = pay._replace(
             paid=jnp.where(nobody, 0.0, pay.paid),
             credit=jnp.where(nobody, 0.0, pay.credit),
         )
-        return winner, ranking.top, pay
+        return winner, ranking.top, pay, capped & ~nobody
 
     def step(
         self, key: jax.Array, state: DeepMarketState, params: DeepMarketParams
@@ -145,7 +193,7 @@ class DeepMarket:
         k_auction, k_act, k_random, k_env = jax.random.split(key, 4)
         pop = state.population
         n = pop.size
-        winner, top, pay = self.auction(k_auction, pop, state.obs, params.explore)
+        winner, top, pay, capped = self.auction(k_auction, pop, state.obs, params)
         action = winner_actions(k_act, self.family, pop.params, winner, state.obs)
         num_actions = self.env.spec.num_actions
 
@@ -164,18 +212,20 @@ class DeepMarket:
         # Settlement: account n is the bank. Buyer pays, seller gets γ·credit, the
         # bank keeps paid − γ·credit, the owner collects the reward and pays rent.
         to_seller = seller_share(pay.credit, params.gamma)
-        rent = jnp.where(winner >= 0, params.rent, 0.0)
         buyer = jnp.where(winner >= 0, winner, n)
         seller = jnp.where(state.owner >= 0, state.owner, n)
+        held = jax.ops.segment_sum(
+            (winner >= 0).astype(jnp.float32), buyer, num_segments=n + 1
+        )[:n]
+        rent = rent_due(pop.wealth, held, winner.shape[0], params.rent, self.rent_rule)
         accounts = jnp.concatenate([buyer, seller, jnp.full_like(buyer, n)])
-        amounts = jnp.concatenate(
-            [reward - rent - pay.paid, to_seller, pay.paid - to_seller]
-        )
-        delta = jax.ops.segment_sum(amounts, accounts, num_segments=n + 1)
+        amounts = jnp.concatenate([reward - pay.paid, to_seller, pay.paid - to_seller])
+        delta = transfer(accounts, amounts, n)
+        rent_total = jnp.sum(rent)
         books = state.books.record(
-            bank_delta=delta[n], rewards=jnp.sum(reward), rent=jnp.sum(rent)
+            bank_delta=delta[n], rewards=jnp.sum(reward), rent=rent_total
         )
-        population = pop.replace(wealth=pop.wealth + delta[:n])
+        population = pop.replace(wealth=pop.wealth + delta[:n] - rent)
         stats, ret_sum, ret_count = track_episodes(state.stats, reward, done)
         # At an episode's end the last owner sells to nobody: the bank owns the
         # right of the fresh episode and sells it at the next step.
@@ -187,6 +237,7 @@ class DeepMarket:
             pay.paid,
             pay.credit,
             top,
+            capped,
             reward,
             done,
             ret_sum,
@@ -194,28 +245,37 @@ class DeepMarket:
         )
         return new_state, record
 
-    def rollout(
-        self,
-        key: jax.Array,
-        state: DeepMarketState,
-        params: DeepMarketParams,
-        num_steps: int,
-    ) -> tuple[DeepMarketState, StepRecord]:
-        """``num_steps`` market steps with ``lax.scan``; records stacked [T, ...]."""
-
-        def body(s, k):
-            return self.step(k, s, params)
-
-        return jax.lax.scan(body, state, jax.random.split(key, num_steps))
-
-    def forget_owners(self, state: DeepMarketState, replaced: jax.Array):
+    def forget(self, state: DeepMarketState, replaced: jax.Array) -> DeepMarketState:
         """Hands rights held by replaced slots (bool[N]) back to the bank, so a
         newcomer is never credited for its predecessor's sale."""
         held = state.owner >= 0
         gone = held & replaced[jnp.maximum(state.owner, 0)]
         return state.replace(owner=jnp.where(gone, BANK, state.owner))
 
+    def experience(
+        self,
+        key: jax.Array,
+        state: DeepMarketState,
+        rec: StepRecord,
+        params: DeepMarketParams,
+    ) -> Experience:
+        """The rollout as one payoff stream per episode (the right to act).
 
-def market_books_imbalance(state: DeepMarketState) -> jax.Array:
-    """Relative imbalance of a deep market's books (0 when they balance)."""
-    return books_imbalance(state.books, state.population.wealth)
+        The credit after the last step is bootstrapped from an auction on the last
+        observation, without exploration.
+        """
+        greedy = params.replace(explore=jnp.zeros_like(params.explore))
+        _, _, last, _ = self.auction(key, state.population, state.obs, greedy)
+        credit_next = jnp.concatenate([rec.credit[1:], last.credit[None]], axis=0)
+        return Experience(
+            obs=rec.obs,
+            owner=rec.winner[..., None],
+            output=jnp.zeros_like(rec.winner)[..., None],
+            reward=rec.reward[..., None],
+            credit_next=credit_next[..., None],
+            done=rec.done,
+        )
+
+    def forget_owners(self, state: DeepMarketState, replaced: jax.Array):
+        """Alias of :meth:`forget` (the first wave's name)."""
+        return self.forget(state, replaced)

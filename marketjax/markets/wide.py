@@ -15,11 +15,12 @@ factor: a board of ``MultiCatch-K``; a non-factored env is one good), each in su
    acts on it with its own proposed action (ε-greedy): an agent's action transforms
    only goods it owns (``wide_clear.exercise``);
 5. the environment steps; the reward of factor g goes to g's holders pro rata to x;
-   holders pay rent ε per unit held; when an episode ends its holders sell to
-   nobody and the bank owns the fresh episode's goods.
+   holders pay rent (``ledger.rent_due``: proportional to wealth and to the share
+   of all B·G units held, or flat per unit); when an episode ends its holders sell
+   to nobody and the bank owns the fresh episode's goods.
 
 Settlement of all B episodes is one contraction over [B, N, G]; the books
-(``markets/books.py``) count rewards in and rent out, so that
+(``markets/ledger.py``) count rewards in and rent out, so that
 Σ wealth + bank = initial + rewards − rent.
 """
 
@@ -33,8 +34,10 @@ from flax import struct
 
 from marketjax.agents.families import MLP
 from marketjax.agents.population import Population
+from marketjax.core.axes import axes
 from marketjax.envs.gymnax_adapter import BatchedEnv, EpisodeStats, track_episodes
-from marketjax.markets.books import Books, books_imbalance
+from marketjax.learners.base import Experience
+from marketjax.markets.ledger import Books, books_imbalance, rent_due
 from marketjax.markets.wide_clear import cap_bids, clear, exercise
 
 
@@ -43,7 +46,7 @@ class WideMarketParams:
     """Sweepable numbers of the market (array leaves)."""
 
     gamma: jax.Array  # f32[], sellers' share γ of the price
-    rent: jax.Array  # f32[], ε paid per unit of a good held, per step
+    rent: jax.Array  # f32[], ε of the rent rule
     curvature: jax.Array  # f32[], c of the valuations v(x) = q·x − (c/2)|x|²
     explore: jax.Array  # f32[], ε of the controllers' ε-greedy actions
 
@@ -54,8 +57,8 @@ class WideMarketState:
 
     population: Population
     env_state: Any  # gymnax state, leaves [B, ...]
-    obs: jax.Array  # f32[B, D], current observation of each episode
-    holdings: jax.Array  # f32[B, N, G], bundles held since the last step
+    obs: jax.Array = axes("B", "D")  # f32[B, D], current observation per episode
+    holdings: jax.Array = axes("B", "N", "G")  # f32[B, N, G], bundles held
     stats: EpisodeStats
     books: Books
 
@@ -107,19 +110,20 @@ def settle(price, allocation, held, factor_reward, gamma, rent):
 
     Args:
       price: f32[B, G]; allocation: f32[B, N, G] bought this step; held: f32[B, N, G]
-        bundles held before (sold now); factor_reward: f32[B, G]; gamma, rent: f32[].
+        bundles held before (sold now); factor_reward: f32[B, G]; gamma: f32[];
+      rent: f32[N] rent each agent owes this step (``ledger.rent_due``).
 
     Returns:
       ``(agent_delta f32[N], bank_delta, rewards_in, rent_out)`` (f32 scalars), with
       Σ agent_delta + bank_delta = rewards_in − rent_out.
     """
-    per_unit = (factor_reward - price - rent)[:, None, :]
+    per_unit = (factor_reward - price)[:, None, :]
     credit = gamma * price[:, None, :]
-    agent = jnp.sum(allocation * per_unit + credit * held, axis=(0, 2))
+    agent = jnp.sum(allocation * per_unit + credit * held, axis=(0, 2)) - rent
     bought = jnp.sum(allocation, axis=1)  # [B, G]
     sold = jnp.sum(held, axis=1)  # [B, G]
     bank = jnp.sum(price * bought - gamma * price * sold)
-    return agent, bank, jnp.sum(factor_reward * bought), rent * jnp.sum(bought)
+    return agent, bank, jnp.sum(factor_reward * bought), jnp.sum(rent)
 
 
 class WideMarket:
@@ -129,12 +133,19 @@ class WideMarket:
     the env's factors); numbers you might sweep are in :class:`WideMarketParams`.
     """
 
-    def __init__(self, env: BatchedEnv, nets: QNetworks, proportional: bool = True):
+    def __init__(
+        self,
+        env: BatchedEnv,
+        nets: QNetworks,
+        proportional: bool = True,
+        rent_rule: str = "proportional",
+    ):
         if not env.spec.discrete:
             raise ValueError(f"the wide market needs discrete actions; {env.name}")
         self.env = env
         self.nets = nets
         self.proportional = proportional
+        self.rent_rule = rent_rule
         self.num_goods, self.num_actions = factors(env)
         inner = env.env
         self.encode = (
@@ -180,8 +191,16 @@ class WideMarket:
             k_env, state.env_state, self.encode(action)
         )
         factor_reward = info.get("factor_rewards", reward[:, None])
+        units = jnp.sum(alloc, axis=(0, 2))  # [N]
+        rent = rent_due(
+            pop.wealth,
+            units,
+            alloc.shape[0] * alloc.shape[2],
+            params.rent,
+            self.rent_rule,
+        )
         delta, bank, rewards_in, rent_out = settle(
-            price, alloc, state.holdings, factor_reward, params.gamma, params.rent
+            price, alloc, state.holdings, factor_reward, params.gamma, rent
         )
         books = state.books.record(bank_delta=bank, rewards=rewards_in, rent=rent_out)
         population = pop.replace(wealth=pop.wealth + delta)
@@ -203,19 +222,35 @@ class WideMarket:
         )
         return new_state, record
 
-    def rollout(
+    def forget(self, state: WideMarketState, replaced: jax.Array) -> WideMarketState:
+        """Replaced slots (bool[N]) give up their holdings: a newcomer is never
+        credited for its predecessor's goods (the bank sells them afresh)."""
+        keep = ~replaced[None, :, None]
+        return state.replace(holdings=jnp.where(keep, state.holdings, 0.0))
+
+    def experience(
         self,
         key: jax.Array,
         state: WideMarketState,
+        rec: WideStepRecord,
         params: WideMarketParams,
-        num_steps: int,
-    ) -> tuple[WideMarketState, WideStepRecord]:
-        """``num_steps`` market steps with ``lax.scan``; records stacked [T, ...]."""
-
-        def body(s, k):
-            return self.step(k, s, params)
-
-        return jax.lax.scan(body, state, jax.random.split(key, num_steps))
+    ) -> Experience:
+        """The rollout as one payoff stream per good: the controller of good g is
+        paid g's reward and, per unit, the next clearing price (bootstrapped from
+        the market on the last observation)."""
+        pop = state.population
+        q_last = self.q_values(pop.params, state.obs)
+        _, last_price, _ = self.equilibrium(pop, q_last, params.curvature)
+        price_next = jnp.concatenate([rec.price[1:], last_price[None]], axis=0)
+        goods = jnp.arange(self.num_goods, dtype=jnp.int32)
+        return Experience(
+            obs=rec.obs,
+            owner=rec.controller,
+            output=goods[None, None, :] * self.num_actions + rec.action,
+            reward=rec.factor_reward,
+            credit_next=price_next,
+            done=rec.done,
+        )
 
 
 def wide_books_imbalance(state: WideMarketState) -> jax.Array:

@@ -18,9 +18,9 @@ cfg = parse_train_config({"name": "s", "algo": "deep", "env": "Catch-bsuite",
     "deep": {"num_agents": 3, "family": "linear", "rollout_steps": 8,
              "learning": "both"}})
 run = compile_run(cfg)
-state = run.init(seed_keys(cfg))
+state = run.init(seed_keys(cfg), run.params)
 for _ in range(2):
-    state, metrics = run.chunk(state)
+    state, metrics = run.chunk(state, run.params)
 out = {k: [float(x) for x in v] for k, v in metrics.items()}
 out["devices"] = jax.device_count()
 out["wealth"] = state.market.population.wealth.tolist()

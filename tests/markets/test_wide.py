@@ -23,7 +23,8 @@ def test_settle_pays_sellers_pro_rata_and_owners_the_rewards():
     alloc = jnp.asarray([[[0.75, 0.0], [0.25, 1.0]]], jnp.float32)  # [1, N=2, G]
     held = jnp.asarray([[[0.0, 0.5], [0.5, 0.0]]], jnp.float32)  # bank held 0.5, 0.5
     reward = jnp.asarray([[1.0, 3.0]], jnp.float32)
-    delta, bank, rewards, rent = settle(price, alloc, held, reward, 0.5, 0.1)
+    owed = 0.1 * jnp.sum(alloc, axis=(0, 2))  # flat rent 0.1 per unit held
+    delta, bank, rewards, rent = settle(price, alloc, held, reward, 0.5, owed)
     # agent 0: buys 0.75 of good 0 at 2, sells 0.5 of good 1 at 0.5*-1, reward 0.75
     np.testing.assert_allclose(delta[0], 0.75 * (1 - 2 - 0.1) + 0.5 * 0.5 * -1.0)
     np.testing.assert_allclose(
@@ -34,10 +35,10 @@ def test_settle_pays_sellers_pro_rata_and_owners_the_rewards():
     np.testing.assert_allclose(jnp.sum(delta) + bank, rewards - rent, rtol=1e-6)
 
 
-def _market(env_name, num_envs, num_agents, wealth, hidden=(4,)):
+def _market(env_name, num_envs, num_agents, wealth, hidden=(4,), rent_rule="flat"):
     env = BatchedEnv(env_name, num_envs)
     nets = make_q_networks(env.spec.obs_dim, 2, 3, hidden, True)
-    market = WideMarket(env, nets)
+    market = WideMarket(env, nets, rent_rule=rent_rule)
     params = jax.vmap(nets.init)(jax.random.split(jax.random.key(0), num_agents))
     pop = Population(
         params=params,
@@ -104,10 +105,10 @@ TINY = {
 @pytest.fixture(scope="module")
 def tiny_run():
     run = compile_run(parse_train_config(TINY))
-    state = run.init(seed_keys(run.config))
+    state = run.init(seed_keys(run.config), run.params)
     history = []
     for _ in range(run.schedule.num_chunks):
-        state, metrics = run.chunk(state)
+        state, metrics = run.chunk(state, run.params)
         history.append(jax.tree.map(np.asarray, metrics))
     return run, state, history
 

@@ -1,13 +1,25 @@
-"""The books of a market: every flow of money in or out, counted exactly once.
+"""The ledger every market keeps: accounts, transfers, rent and the books.
 
-Invariant (DESIGN.md): the total wealth of all agents plus the bank account changes
-only by rewards paid in, rent taken out and allowances granted:
+One module holds every rule of money that markets share (DESIGN.md, "one definition
+of each rule"):
 
-    Σ wealth + bank = initial + rewards − rent + allowances.
+- **transfers**: a market step's payments are a list of ``(account, amount)`` pairs
+  summed by one ``segment_sum`` over the N agents and the bank (account N):
+  :func:`transfer`. O(B + N) for B episodes, no dense [B, N] matrix.
+- **rent**: the paper's rent is proportional, w ← (1 − ε) w for an owner each step
+  (seed 002, Algorithm 1's "optional rent ε"); with B episodes sharing one wealth
+  (footnote 2), an agent pays ε·w times the fraction of the episodes it holds, so a
+  sole owner of all B decays exactly as (1 − ε)^t. A flat rent (ε per holding per
+  step: Holland's bucket-brigade tax) is kept for configs that name it:
+  :func:`rent_due`.
+- **the books**: every flow across the economy's boundary is counted once, and
 
-Counters and the bank account use Kahan (compensated) summation so that millions of
-float32 additions do not drift; :func:`books_imbalance` returns the relative error of
-the identity above, which tests check at scale and the runner checks in debug mode.
+      Σ wealth + bank = initial + rewards − rent + allowances.
+
+  Counters and the bank account use Kahan (compensated) summation so that millions
+  of float32 additions do not drift; :func:`books_imbalance` returns the relative
+  error of the identity above, which tests check at scale and the runner checks in
+  debug mode.
 """
 
 from __future__ import annotations
@@ -15,6 +27,51 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+RENT_RULES = ("proportional", "flat")
+
+
+def transfer(accounts: jax.Array, amounts: jax.Array, num_agents: int) -> jax.Array:
+    """Net change of every account from a list of payments.
+
+    Args:
+      accounts: i32[K] account of each payment (0..N-1 agents, N the bank).
+      amounts: f32[K] signed amounts credited to those accounts.
+      num_agents: N.
+
+    Returns:
+      f32[N + 1] the agents' changes, then the bank's.
+    """
+    return jax.ops.segment_sum(amounts, accounts, num_segments=num_agents + 1)
+
+
+def rent_due(
+    wealth: jax.Array,
+    holdings: jax.Array,
+    num_slots: int,
+    rate: jax.Array,
+    rule: str = "proportional",
+) -> jax.Array:
+    """Rent each agent pays this step (the one definition of rent).
+
+    Args:
+      wealth: f32[N] wealth before rent.
+      holdings: f32[N] what each agent holds this step, summed over the B episodes
+        (deep market: rights owned; wide market: units of goods held).
+      num_slots: what there is to hold: B rights (deep), B·G units (wide).
+      rate: ε >= 0 (proportional: ε <= 1).
+      rule: ``"proportional"`` (ε·max(w, 0)·holdings/slots) or ``"flat"``
+        (ε·holdings).
+
+    Returns:
+      f32[N] rent, never more than the agent's positive wealth under the
+      proportional rule.
+    """
+    if rule not in RENT_RULES:
+        raise ValueError(f"unknown rent rule {rule!r}; expected one of {RENT_RULES}")
+    if rule == "flat":
+        return rate * holdings
+    return rate * jnp.maximum(wealth, 0.0) * holdings / num_slots
 
 
 @struct.dataclass

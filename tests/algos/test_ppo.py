@@ -57,9 +57,9 @@ def test_pendulum_continuous_finite_and_checkpoint_round_trip(tmp_path):
     )
     run = compile_run(config)
     assert run.trace_count == 1
-    state = run.init(seed_keys(config))
-    state, metrics = run.chunk(state)
-    state, metrics = run.chunk(state)
+    state = run.init(seed_keys(config), run.params)
+    state, metrics = run.chunk(state, run.params)
+    state, metrics = run.chunk(state, run.params)
     assert run.trace_count == 1
     for name, value in metrics.items():
         assert np.all(np.isfinite(np.asarray(value))), name
@@ -73,7 +73,7 @@ def test_pendulum_continuous_finite_and_checkpoint_round_trip(tmp_path):
     assert meta == {"chunks_done": 2}
     assert jax.tree.structure(restored) == jax.tree.structure(state)
     # identical continuation from the restored state
-    a, ma = run.chunk(state)
-    b, mb = run.chunk(restored)
+    a, ma = run.chunk(state, run.params)
+    b, mb = run.chunk(restored, run.params)
     np.testing.assert_array_equal(ma["mean_return"], mb["mean_return"])
     np.testing.assert_array_equal(np.asarray(a.obs), np.asarray(b.obs))

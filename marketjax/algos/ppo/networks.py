@@ -5,6 +5,12 @@ diagonal Gaussian with a state-independent, learned log standard deviation, as i
 Schulman et al. 2017 ("Proximal Policy Optimization Algorithms", Sec. 6.1).
 Initialisation follows the usual PPO recipe: orthogonal weights with gain sqrt(2) in
 hidden layers, 0.01 in the policy head and 1 in the value head; zero biases.
+
+The orthogonal matrices come from :func:`orthogonal`, Gram–Schmidt in plain jnp,
+not from ``jnp.linalg.qr``: jaxlib's batched LAPACK QR (``lapack_sgeqrf_ffi`` →
+``ParallelBatchMap``) blocks a CPU pool thread on sub-tasks queued to the same
+pool, and two at once deadlock XLA's 2-thread pool (seen: PPO runs hanging forever
+at 0% CPU under ``jit(vmap(init))``; ``docs/reliability.md`` has a reproducer).
 """
 
 from __future__ import annotations
@@ -19,12 +25,47 @@ import numpy as np
 _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu}
 
 
+def gram_schmidt(a: jax.Array) -> jax.Array:
+    """Orthonormalises the columns of ``a`` f32[m, n] (m >= n), in order.
+
+    Classical Gram–Schmidt applied twice per column ("twice is enough", Giraud et
+    al. 2005), in a ``fori_loop`` of matrix-vector products: the Q of the QR
+    decomposition whose R has a positive diagonal, without any LAPACK call.
+    """
+    n = a.shape[1]
+
+    def body(j, q):
+        v = jax.lax.dynamic_index_in_dim(a, j, axis=1, keepdims=False)
+        for _ in range(2):  # columns of q beyond j are still zero
+            v = v - q @ (q.T @ v)
+        v = v / jnp.sqrt(jnp.sum(v * v))
+        return jax.lax.dynamic_update_index_in_dim(q, v, j, axis=1)
+
+    return jax.lax.fori_loop(0, n, body, jnp.zeros_like(a))
+
+
+def orthogonal(scale: float = 1.0):
+    """A LAPACK-free ``orthogonal(scale)`` (same distribution:
+    Haar-random orthogonal rows or columns, Saxe et al. 2014)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        n_cols = shape[-1]
+        n_rows = int(np.prod(shape)) // n_cols
+        tall = (max(n_rows, n_cols), min(n_rows, n_cols))
+        q = gram_schmidt(jax.random.normal(key, tall, jnp.float32))
+        if n_rows < n_cols:
+            q = q.T
+        return (scale * q).reshape(shape).astype(dtype)
+
+    return init
+
+
 def _mlp(x: jax.Array, hidden: Sequence[int], activation: str) -> jax.Array:
     act = _ACTIVATIONS[activation]
     for width in hidden:
         x = nn.Dense(
             width,
-            kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)),
+            kernel_init=orthogonal(np.sqrt(2.0)),
             bias_init=nn.initializers.zeros,
         )(x)
         x = act(x)
@@ -60,7 +101,7 @@ class ActorCritic(nn.Module):
         actor = _mlp(obs, self.hidden, self.activation)
         policy_out = nn.Dense(
             self.num_actions,
-            kernel_init=nn.initializers.orthogonal(0.01),
+            kernel_init=orthogonal(0.01),
             bias_init=nn.initializers.zeros,
         )(actor)
         log_std = None
@@ -74,7 +115,7 @@ class ActorCritic(nn.Module):
         critic = _mlp(obs, self.hidden, self.activation)
         value = nn.Dense(
             1,
-            kernel_init=nn.initializers.orthogonal(1.0),
+            kernel_init=orthogonal(1.0),
             bias_init=nn.initializers.zeros,
         )(critic)
         return policy_out, log_std, jnp.squeeze(value, axis=-1)

@@ -28,9 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from marketjax.embeddings import mlp, prices
-from marketjax.experiment.checkpoint import write_atomic, write_json_atomic
-from marketjax.experiment.config import (
+from marketjax.core.config import (
     ConfigError,
     apply_overrides,
     check_plain_name,
@@ -39,6 +37,8 @@ from marketjax.experiment.config import (
     load_yaml,
     parse,
 )
+from marketjax.embeddings import mlp, prices
+from marketjax.experiment.checkpoint import write_atomic, write_json_atomic
 
 
 @dataclasses.dataclass(frozen=True)

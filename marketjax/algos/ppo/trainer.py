@@ -25,11 +25,11 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from marketjax.baselines import ppo_losses as L
-from marketjax.baselines.networks import ActorCritic
+from marketjax.algos.ppo import losses as L
+from marketjax.algos.ppo.networks import ActorCritic
+from marketjax.core.config import ConfigError, field
+from marketjax.core.schema import TrainConfig, Trainer, sweepable_params, total_updates
 from marketjax.envs.gymnax_adapter import BatchedEnv, EpisodeStats, track_episodes
-from marketjax.experiment.config import ConfigError, field
-from marketjax.experiment.registry import TrainConfig, Trainer, total_updates
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +78,7 @@ class PPOState:
     """The whole training state of one seed (a pytree of arrays only).
 
     ``params`` and ``opt_state`` are the flax parameters and the optax state of
-    :class:`~marketjax.baselines.networks.ActorCritic`; ``env_state`` is the
+    :class:`~marketjax.algos.ppo.networks.ActorCritic`; ``env_state`` is the
     gymnax state of the B episodes.
     """
 
@@ -119,16 +119,22 @@ def num_updates(config: TrainConfig) -> int:
     return total_updates(config, config.num_envs * config.algo_config.num_steps)
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
-    """Global-norm clipping then Adam, lr annealed linearly to 0 if asked."""
+def make_optimizer(
+    config: TrainConfig, params: dict | None = None
+) -> optax.GradientTransformation:
+    """Global-norm clipping then Adam, lr annealed linearly to 0 if asked.
+
+    ``params`` (the sweepable numbers, possibly traced) default to the config's.
+    """
     cfg: PPOConfig = config.algo_config
-    lr: Any = cfg.lr
+    p = sweepable_params(cfg) if params is None else params
+    lr: Any = p["lr"]
     if cfg.anneal_lr:
         steps = num_updates(config) * cfg.update_epochs * cfg.num_minibatches
-        lr = optax.linear_schedule(cfg.lr, 0.0, steps)
+        lr = optax.linear_schedule(p["lr"], 0.0, steps)
     return optax.chain(
-        optax.clip_by_global_norm(cfg.max_grad_norm),
-        optax.adam(lr, eps=cfg.adam_eps),
+        optax.clip_by_global_norm(p["max_grad_norm"]),
+        optax.adam(lr, eps=p["adam_eps"]),
     )
 
 
@@ -144,7 +150,6 @@ def make_trainer(config: TrainConfig) -> Trainer:
         activation=cfg.activation,
         log_std_init=cfg.log_std_init,
     )
-    tx = make_optimizer(config)
     batch_size = config.num_envs * cfg.num_steps
     minibatch_size = batch_size // cfg.num_minibatches
 
@@ -166,13 +171,21 @@ def make_trainer(config: TrainConfig) -> Trainer:
         action = L.normal_sample(key, policy_out, log_std)
         return action, L.normal_log_prob(policy_out, log_std, action)
 
-    def init(key: jax.Array) -> PPOState:
+    def init(key: jax.Array, p: dict) -> PPOState:
         key, net_key, env_key = jax.random.split(key, 3)
         obs, env_state = env.reset(env_key)
         params = network.init(net_key, obs)
+        if not spec.discrete:  # the initial log std is a sweepable number
+            log_std = params["params"]["log_std"]
+            params = {
+                "params": {
+                    **params["params"],
+                    "log_std": jnp.full_like(log_std, p["log_std_init"]),
+                }
+            }
         return PPOState(
             params=params,
-            opt_state=tx.init(params),
+            opt_state=make_optimizer(config, p).init(params),
             env_state=env_state,
             obs=obs,
             stats=EpisodeStats.zeros(config.num_envs),
@@ -206,17 +219,17 @@ def make_trainer(config: TrainConfig) -> Trainer:
         )
         return (env_state, next_obs, stats), (transition, ret_sum, count)
 
-    def advantages(params, traj: Transition, last_obs):
+    def advantages(params, traj: Transition, last_obs, p):
         _, _, last_value = network.apply(params, last_obs)
-        rewards = traj.reward * cfg.reward_scale
+        rewards = traj.reward * p["reward_scale"]
         if cfg.bootstrap_truncation:
             _, _, final_value = network.apply(params, traj.final_obs)
-            rewards = rewards + cfg.gamma * final_value * traj.truncated
+            rewards = rewards + p["gamma"] * final_value * traj.truncated
         return L.gae(
-            rewards, traj.value, traj.done, last_value, cfg.gamma, cfg.gae_lambda
+            rewards, traj.value, traj.done, last_value, p["gamma"], p["gae_lambda"]
         )
 
-    def loss_fn(params, batch: Batch):
+    def loss_fn(params, batch: Batch, p):
         policy_out, log_std, value = network.apply(params, batch.obs)
         log_prob, entropy = log_prob_entropy(policy_out, log_std, batch.action)
         return L.ppo_loss(
@@ -227,23 +240,23 @@ def make_trainer(config: TrainConfig) -> Trainer:
             batch.value,
             batch.advantage,
             batch.target,
-            clip_eps=cfg.clip_eps,
-            vf_coef=cfg.vf_coef,
-            ent_coef=cfg.ent_coef,
+            clip_eps=p["clip_eps"],
+            vf_coef=p["vf_coef"],
+            ent_coef=p["ent_coef"],
             clip_value=cfg.clip_value,
             normalize_advantages=cfg.normalize_advantages,
         )
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
-    def minibatch_step(carry, batch: Batch):
+    def minibatch_step(carry, batch: Batch, p):
         params, opt_state = carry
-        (loss, parts), grads = grad_fn(params, batch)
-        updates, opt_state = tx.update(grads, opt_state, params)
+        (loss, parts), grads = grad_fn(params, batch, p)
+        updates, opt_state = make_optimizer(config, p).update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return (params, opt_state), (loss, parts)
 
-    def epoch(carry, epoch_key, samples: Batch):
+    def epoch(carry, epoch_key, samples: Batch, p):
         perm = jax.random.permutation(epoch_key, batch_size)
         minibatches = jax.tree.map(
             lambda x: jnp.take(x, perm, axis=0).reshape(
@@ -251,22 +264,22 @@ def make_trainer(config: TrainConfig) -> Trainer:
             ),
             samples,
         )
-        return jax.lax.scan(minibatch_step, carry, minibatches)
+        return jax.lax.scan(lambda c, b: minibatch_step(c, b, p), carry, minibatches)
 
-    def update(state: PPOState) -> tuple[PPOState, dict]:
+    def update(state: PPOState, p: dict) -> tuple[PPOState, dict]:
         key, rollout_key, epoch_key = jax.random.split(state.key, 3)
         (env_state, obs, stats), (traj, ret_sums, counts) = jax.lax.scan(
             lambda c, k: env_step(state.params, c, k),
             (state.env_state, state.obs, state.stats),
             jax.random.split(rollout_key, cfg.num_steps),
         )
-        adv, targets = advantages(state.params, traj, obs)
+        adv, targets = advantages(state.params, traj, obs, p)
         samples = jax.tree.map(
             lambda x: x.reshape((batch_size, *x.shape[2:])),
             Batch(traj.obs, traj.action, traj.log_prob, traj.value, adv, targets),
         )
         (params, opt_state), (loss, parts) = jax.lax.scan(
-            lambda c, k: epoch(c, k, samples),
+            lambda c, k: epoch(c, k, samples, p),
             (state.params, state.opt_state),
             jax.random.split(epoch_key, cfg.update_epochs),
         )
@@ -279,4 +292,9 @@ def make_trainer(config: TrainConfig) -> Trainer:
         new_state = PPOState(params, opt_state, env_state, obs, stats, key)
         return new_state, metrics
 
-    return Trainer(init=init, update=update, steps_per_update=batch_size)
+    return Trainer(
+        init=init,
+        update=update,
+        steps_per_update=batch_size,
+        params=sweepable_params(cfg),
+    )

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from marketjax.baselines import ppo_losses as L
+from marketjax.algos.ppo import losses as L
 
 
 def test_gae_hand_computed_with_done_in_the_middle():

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from marketjax.embeddings import prices_io
+from marketjax.experiment import prices_run as prices_io
 from marketjax.experiment.config import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]

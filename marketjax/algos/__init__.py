@@ -1,0 +1,11 @@
+"""Algorithms: one trainer per algorithm, above the markets and learners.
+
+``ALGORITHMS`` maps a config's ``algo:`` to the module defining its config section
+(``CONFIG_CLASS``) and ``make_trainer(config) -> Trainer``.
+"""
+
+ALGORITHMS = {
+    "deep": "marketjax.algos.deep",
+    "ppo": "marketjax.algos.ppo.trainer",
+    "wide": "marketjax.algos.wide",
+}

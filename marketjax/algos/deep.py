@@ -1,0 +1,132 @@
+"""Training a deep market (``algo: deep``): CAPITALISM, bid learning, or both.
+
+One update = ``rollout_steps`` market steps (``markets/deep.py``) in each of
+``num_envs`` episodes, then the learners that ``learning:`` names
+(``learners/__init__.py``):
+
+- ``selection`` — the paper's training loop alone: wealth is the only parameter;
+  bankrupt agents leave and entrants (mutated clones of the richest, or fresh
+  draws) receive an allowance (``learners/selection.py``).
+- ``bids`` — every agent's bid function regresses on its own payoff stream, Q(λ)
+  (``learners/q_lambda.py``): under Vickrey, the optimal bid is Q(s, a_agent).
+- ``both`` — the two chained.
+
+Exploration is an ε-lottery: with probability ε an episode's right goes to a
+uniformly drawn valid agent, who pays no more than its own bid (ε anneals linearly).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from marketjax.agents.families import FAMILIES, make_family
+from marketjax.agents.population import init_population
+from marketjax.algos.market_config import MarketConfig
+from marketjax.algos.market_trainer import make_market_trainer
+from marketjax.core.config import field
+from marketjax.core.schema import TrainConfig, Trainer, sweepable_params, total_updates
+from marketjax.envs.gymnax_adapter import BatchedEnv
+from marketjax.learners import (
+    LEARNING_CHAINS,
+    chain,
+    linear_anneal,
+    q_lambda,
+    selection,
+)
+from marketjax.markets.deep import DeepMarket, DeepMarketParams, StepRecord
+from marketjax.markets.diagnostics import ownership_diagnostics
+from marketjax.mechanisms.payments import RULES
+
+
+@dataclasses.dataclass(frozen=True)
+class DeepConfig(MarketConfig):
+    """The ``deep:`` section of a training config."""
+
+    num_agents: int = field(8, lo=1, hi=100_000, doc="N agent slots")
+    family: Literal[FAMILIES] = field("mlp", doc="agent family: linear | mlp | policy")
+    auction: Literal[RULES] = field("vickrey", doc="payment rule of the auctions")
+
+    def validate(self, config: TrainConfig) -> None:
+        self.check_common(config, "deep")
+
+
+CONFIG_CLASS = DeepConfig
+
+
+def step_metrics(num_agents: int):
+    """The deep market's per-update metrics from its records [T, B]."""
+
+    def metrics(state, rec: StepRecord) -> dict:
+        return {
+            "mean_price": jnp.mean(rec.paid),
+            "mean_top_bid": jnp.mean(rec.top_bid),
+            "bank_acted_frac": jnp.mean((rec.winner < 0).astype(jnp.float32)),
+            **ownership_diagnostics(
+                rec.winner, rec.capped, state.population.age, num_agents
+            ),
+        }
+
+    return metrics
+
+
+def make_trainer(config: TrainConfig) -> Trainer:
+    """Builds the deep market's trainer for one seed (see module docstring)."""
+    dc: DeepConfig = config.algo_config
+    env = BatchedEnv(config.env, config.num_envs)
+    family = make_family(
+        dc.family, env.spec.obs_dim, env.spec.num_actions, dc.hidden, dc.layer_norm
+    )
+    market = DeepMarket(env, family, dc.auction, dc.rent_rule)
+    steps_per_update = dc.rollout_steps * config.num_envs
+    num_updates = total_updates(config, steps_per_update)
+    learners = {
+        "q_lambda": lambda: q_lambda(
+            lambda p, obs: family.bid({"bid": p}, obs)[None],
+            lambda params: params["bid"],
+            lambda params, bid: {**params, "bid": bid},
+            num_updates=num_updates,
+            epochs=dc.epochs,
+            minibatches=dc.minibatches,
+            capacity_factor=dc.sample_capacity,
+            anneal_lr=dc.anneal_lr,
+        ),
+        "selection": lambda: selection(family, min_age=dc.min_age),
+    }
+    learner = chain(*(learners[name]() for name in LEARNING_CHAINS[dc.learning]))
+
+    def market_params(params, update_index):
+        explore = linear_anneal(
+            params["explore_start"],
+            params["explore_end"],
+            params["explore_fraction"],
+            num_updates,
+            update_index,
+        )
+        return DeepMarketParams(params["gamma"], params["rent"], explore)
+
+    def make_population(key, params):
+        return init_population(key, family, dc.num_agents, params["initial_wealth"])
+
+    return make_market_trainer(
+        market=market,
+        learner=learner,
+        init_population=make_population,
+        market_params=market_params,
+        step_metrics=step_metrics(dc.num_agents),
+        rollout_steps=dc.rollout_steps,
+        default_params=sweepable_params(dc),
+    )
+
+
+def explore_at(config: TrainConfig, update_index: int) -> float:
+    """ε of the exploration lottery at an update (for tests and plots)."""
+    dc: DeepConfig = config.algo_config
+    n = total_updates(config, dc.rollout_steps * config.num_envs)
+    value = linear_anneal(
+        dc.explore_start, dc.explore_end, dc.explore_fraction, n, update_index
+    )
+    return float(jax.device_get(value))

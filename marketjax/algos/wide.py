@@ -1,0 +1,154 @@
+"""Training a wide market (``algo: wide``): agents learn their valuations.
+
+One update = ``rollout_steps`` steps of the wide market (``markets/wide.py``) in each
+of ``num_envs`` episodes, then the learners that ``learning:`` names. With
+``bids`` every agent's Q-network regresses, per good it controlled, on its realised
+payoff stream: the factor's reward plus γ times the next clearing price (what the
+next buyers pay per unit held), by Q(λ) (``learners/q_lambda.py``). An agent's bid
+for a good is the greedy value ``max_a Q_i[g, a]``, so equilibrium prices approach
+the best agents' values (seed Def. 2.2; the deep market's Vickrey argument, per
+good). ``selection`` and ``both`` add CAPITALISM's entry and exit.
+
+Exploration: the controller of each good acts ε-greedily (ε anneals linearly), and
+the controller is drawn among the holders in proportion to their holdings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+
+from marketjax.agents.families import AgentFamily, perturb_floats
+from marketjax.agents.population import Population
+from marketjax.algos.market_config import MarketConfig
+from marketjax.algos.market_trainer import make_market_trainer
+from marketjax.core.config import field
+from marketjax.core.schema import TrainConfig, Trainer, sweepable_params, total_updates
+from marketjax.envs.gymnax_adapter import BatchedEnv
+from marketjax.learners import (
+    LEARNING_CHAINS,
+    chain,
+    linear_anneal,
+    q_lambda,
+    selection,
+)
+from marketjax.markets.wide import (
+    WideMarket,
+    WideMarketParams,
+    WideStepRecord,
+    factors,
+    make_q_networks,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class WideConfig(MarketConfig):
+    """The ``wide:`` section of a training config."""
+
+    num_agents: int = field(4, lo=1, hi=100_000, doc="N agents")
+    curvature: float = field(
+        0.1, lo=0.0, lo_open=True, hi=1e6, doc="c in v(x) = q.x - (c/2)|x|^2"
+    )
+    control: Literal["proportional", "largest"] = "proportional"
+
+    def validate(self, config: TrainConfig) -> None:
+        self.check_common(config, "wide")
+
+
+CONFIG_CLASS = WideConfig
+
+
+def step_metrics(num_agents: int):
+    """The wide market's per-update metrics from its records [T, B, ...]."""
+
+    def metrics(state, rec: WideStepRecord) -> dict:
+        # Specialisation: each good's share of control by its main controller, and
+        # how many distinct agents lead the G goods (G = all different leaders).
+        counts = jnp.sum(jax.nn.one_hot(rec.controller, num_agents), axis=(0, 1))
+        total = jnp.maximum(jnp.sum(counts, axis=-1), 1.0)
+        share = jnp.max(counts, axis=-1) / total
+        leaders = jax.nn.one_hot(jnp.argmax(counts, axis=-1), num_agents)  # [G, N]
+        wins = jnp.sum(counts, axis=0)  # [N]
+        return {
+            "mean_price": jnp.mean(rec.price),
+            "top_holding": jnp.mean(jnp.max(rec.allocation, axis=2)),
+            "control_share": jnp.mean(share),
+            "distinct_leaders": jnp.sum(jnp.max(leaders, axis=0)),
+            "win_top_share": jnp.max(wins) / jnp.maximum(jnp.sum(wins), 1.0),
+        }
+
+    return metrics
+
+
+def make_trainer(config: TrainConfig) -> Trainer:
+    """Builds the wide market's trainer for one seed (see module docstring)."""
+    wc: WideConfig = config.algo_config
+    env = BatchedEnv(config.env, config.num_envs)
+    num_goods, num_actions = factors(env)
+    nets = make_q_networks(
+        env.spec.obs_dim, num_goods, num_actions, wc.hidden, wc.layer_norm
+    )
+    market = WideMarket(env, nets, wc.control == "proportional", wc.rent_rule)
+    n = wc.num_agents
+    num_updates = total_updates(config, wc.rollout_steps * config.num_envs)
+    # Wide agents are Q-networks: entrants are fresh networks or perturbed clones.
+    family = AgentFamily(
+        "q_network",
+        nets.init,
+        lambda p, obs: jnp.max(nets.apply(p, obs)),
+        lambda key, p, obs: jnp.argmax(nets.apply(p, obs)[0]).astype(jnp.int32),
+        perturb_floats,
+        False,
+        num_actions,
+    )
+    learners = {
+        "q_lambda": lambda: q_lambda(
+            lambda p, obs: nets.apply(p, obs).reshape(-1),
+            lambda params: params,
+            lambda params, new: new,
+            num_updates=num_updates,
+            epochs=wc.epochs,
+            minibatches=wc.minibatches,
+            capacity_factor=wc.sample_capacity,
+            anneal_lr=wc.anneal_lr,
+        ),
+        "selection": lambda: selection(family, min_age=wc.min_age),
+    }
+    learner = chain(*(learners[name]() for name in LEARNING_CHAINS[wc.learning]))
+
+    def market_params(params, update_index):
+        explore = linear_anneal(
+            params["explore_start"],
+            params["explore_end"],
+            params["explore_fraction"],
+            num_updates,
+            update_index,
+        )
+        return WideMarketParams(
+            gamma=params["gamma"],
+            rent=params["rent"],
+            curvature=params["curvature"],
+            explore=explore,
+        )
+
+    def make_population(key, params):
+        return Population(
+            params=jax.vmap(nets.init)(jax.random.split(key, n)),
+            wealth=jnp.full((n,), params["initial_wealth"], jnp.float32),
+            alive=jnp.ones((n,), bool),
+            age=jnp.zeros((n,), jnp.int32),
+            parent=jnp.full((n,), -1, jnp.int32),
+        )
+
+    return make_market_trainer(
+        market=market,
+        learner=learner,
+        init_population=make_population,
+        market_params=market_params,
+        step_metrics=step_metrics(n),
+        rollout_steps=wc.rollout_steps,
+        default_params=sweepable_params(wc),
+    )

@@ -1,0 +1,219 @@
+"""Q(λ) bid learning: every agent regresses its value on its own payoff stream.
+
+An agent that held a payoff stream (the right to act, or a good) at step t is paid
+the reward and, when it sells, γ times what the next buyer pays. Under the Vickrey
+rule the next buyer pays the next highest bid, so the target is r + γ·max bid(s'):
+the optimal bid is Q(s, a_agent) (seed 004; Chang et al. 2020), and the update is
+Peng's Q(λ) over the on-policy rollout with no replay buffer, as in PQN (Gallici et
+al. 2024). Each update makes ``epochs`` passes, each of ``minibatches`` gradient
+steps on shuffled slices of the rollout.
+
+Learning costs O(samples), not O(agents × samples): each minibatch's samples are
+grouped by the agent that held them (:func:`group_by_owner`), every agent gets a
+buffer of ``capacity`` slots, and an agent that held more samples than that learns
+from a uniform random subset of them (an unbiased minibatch of its own data).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from marketjax.learners.base import Experience, Learner, LearnerOutput, where_replaced
+
+
+def lambda_returns(
+    reward: jax.Array, done: jax.Array, credit_next: jax.Array, gamma, lam
+) -> jax.Array:
+    """Peng's Q(λ) targets of the realised payoff stream, computed backwards.
+
+    Args:
+      reward: f32[T, ...] reward collected by the holder at each step.
+      done: bool[T, ...] the episode ended at step t (no credit follows).
+      credit_next: f32[T, ...] credit the next buyer pays for the stream after t.
+      gamma: discount γ.
+      lam: λ in [0, 1]; 0 gives the one-step payoff r_t + γ·credit_{t+1}.
+
+    Returns:
+      f32[T, ...] targets y_t = r_t + γ(1 − d_t)[(1 − λ)·c_{t+1} + λ·y_{t+1}], with
+      y_T = c_T (bootstrap from the auction on the last observation).
+    """
+
+    def back(next_y, xs):
+        r, d, c = xs
+        y = r + gamma * (1.0 - d) * ((1.0 - lam) * c + lam * next_y)
+        return y, y
+
+    _, ys = jax.lax.scan(
+        back,
+        credit_next[-1],
+        (reward, done.astype(reward.dtype), credit_next),
+        reverse=True,
+    )
+    return ys
+
+
+def make_optimizer(
+    lr: jax.Array, anneal: bool, max_grad_norm: jax.Array, num_steps: int
+) -> optax.GradientTransformation:
+    """Global-norm clipping then Adam; lr annealed linearly to 0 over ``num_steps``
+    gradient steps if ``anneal``. ``lr`` and ``max_grad_norm`` may be traced."""
+    rate = optax.linear_schedule(lr, 0.0, num_steps) if anneal else lr
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(rate))
+
+
+def linear_anneal(start, end, fraction, num_updates: int, index) -> jax.Array:
+    """ε at update ``index``: linear from ``start`` to ``end`` over the first
+    ``fraction`` of ``num_updates`` updates, then held (all may be traced)."""
+    horizon = jnp.maximum(1.0, jnp.floor(fraction * num_updates))
+    progress = jnp.clip(jnp.asarray(index, jnp.float32) / horizon, 0.0, 1.0)
+    return jnp.asarray(start + (end - start) * progress, jnp.float32)
+
+
+def group_by_owner(
+    key: jax.Array, owner: jax.Array, num_agents: int, capacity: int
+) -> tuple[jax.Array, jax.Array]:
+    """Each agent's own samples, gathered into a fixed-size buffer.
+
+    Args:
+      key: randomises which samples an over-full agent keeps.
+      owner: i32[M] agent that holds each sample (-1: nobody; dropped).
+      num_agents: N.
+      capacity: C, buffer slots per agent.
+
+    Returns:
+      ``(index i32[N, C], mask bool[N, C])``: agent i's j-th sample is
+      ``index[i, j]`` where ``mask[i, j]``. Work is O(M log M + N·C).
+    """
+    m = owner.shape[0]
+    group = jnp.where(owner >= 0, owner, num_agents)
+    noise = jax.random.uniform(key, (m,))
+    order = jnp.lexsort((noise, group))  # by agent, random within an agent
+    sorted_group = group[order]
+    counts = jnp.zeros((num_agents + 1,), jnp.int32).at[group].add(1)
+    starts = jnp.cumsum(counts) - counts
+    rank = jnp.arange(m, dtype=jnp.int32) - starts[sorted_group]
+    keep = (sorted_group < num_agents) & (rank < capacity)
+    row = jnp.where(keep, sorted_group, num_agents)  # out of range: dropped
+    col = jnp.where(keep, rank, 0)
+    index = jnp.zeros((num_agents, capacity), jnp.int32)
+    index = index.at[row, col].set(order.astype(jnp.int32), mode="drop")
+    mask = jnp.zeros((num_agents, capacity), bool).at[row, col].set(True, mode="drop")
+    return index, mask
+
+
+def agent_capacity(samples: int, num_agents: int, factor: float) -> int:
+    """Buffer slots per agent: ``factor`` times a fair share, at most ``samples``."""
+    return max(1, min(samples, math.ceil(factor * samples / num_agents)))
+
+
+def q_lambda(
+    value_fn: Callable[[Any, jax.Array], jax.Array],
+    get: Callable[[Any], Any],
+    put: Callable[[Any, Any], Any],
+    *,
+    num_updates: int,
+    epochs: int,
+    minibatches: int,
+    capacity_factor: float,
+    anneal_lr: bool,
+) -> Learner:
+    """Builds the Q(λ) learner (see module docstring).
+
+    Args:
+      value_fn: ``(trainable params of ONE agent, obs f32[D]) -> f32[O]``, the values
+        the agent bids with (deep market: its bid, O = 1; wide market: Q per good
+        and action, O = G·A).
+      get: ``population params -> trainable params`` (leaves [N, ...]).
+      put: ``(population params, trainable params) -> population params``.
+      num_updates: updates of the run (the learning-rate annealing horizon).
+      epochs: passes over each update's samples.
+      minibatches: gradient steps per pass.
+      capacity_factor: an agent's buffer is this many fair shares (M / N) of a
+        minibatch; >= N keeps every sample.
+      anneal_lr: anneal the learning rate linearly to 0 over the run.
+
+    Params read: ``lr``, ``max_grad_norm``, ``gamma``, ``td_lambda``.
+    """
+    grad_steps = num_updates * epochs * minibatches
+
+    def optimizer(params):
+        return make_optimizer(
+            params["lr"], anneal_lr, params["max_grad_norm"], grad_steps
+        )
+
+    # The optimizer state's structure does not depend on the numbers.
+    dummy = {"lr": 1.0, "max_grad_norm": 1.0}
+
+    def init(population):
+        return jax.vmap(optimizer(dummy).init)(get(population.params))
+
+    def loss(agent_params, obs, output, target, mask):
+        values = jax.vmap(value_fn, (None, 0))(agent_params, obs)  # [C, O]
+        taken = jnp.take_along_axis(values, output[:, None], axis=-1)[:, 0]
+        err = jnp.where(mask, taken - target, 0.0)
+        return jnp.sum(err**2) / jnp.maximum(jnp.sum(mask), 1.0)
+
+    grad_fn = jax.vmap(jax.value_and_grad(loss))
+
+    def update(key, opt_state, population, exp: Experience, params):
+        n = population.size
+        t, b, k = exp.owner.shape
+        done = jnp.broadcast_to(exp.done[..., None], exp.reward.shape)
+        targets = lambda_returns(
+            exp.reward, done, exp.credit_next, params["gamma"], params["td_lambda"]
+        )
+        m = t * b * k
+        obs = exp.obs.reshape(t * b, -1)
+        owner = exp.owner.reshape(m)
+        output = exp.output.reshape(m)
+        y = jax.lax.stop_gradient(targets.reshape(m))
+        per_batch = m // minibatches
+        capacity = agent_capacity(per_batch, n, capacity_factor)
+        tx = optimizer(params)
+
+        def step(carry, xs):
+            trainable, opt_state = carry
+            sample_ids, k_group = xs
+            index, mask = group_by_owner(k_group, owner[sample_ids], n, capacity)
+            chosen = sample_ids[index]  # [N, C] sample ids
+            value, grads = grad_fn(
+                trainable, obs[chosen // k], output[chosen], y[chosen], mask
+            )
+            updates, opt_state = jax.vmap(tx.update)(grads, opt_state, trainable)
+            trainable = optax.apply_updates(trainable, updates)
+            return (trainable, opt_state), jnp.mean(value)
+
+        def epoch(carry, k_epoch):
+            k_perm, k_groups = jax.random.split(k_epoch)
+            order = jnp.arange(m, dtype=jnp.int32)
+            if minibatches > 1:
+                order = jax.random.permutation(k_perm, m).astype(jnp.int32)
+            batches = order[: per_batch * minibatches].reshape(minibatches, per_batch)
+            keys = jax.random.split(k_groups, minibatches)
+            return jax.lax.scan(step, carry, (batches, keys))
+
+        (trainable, opt_state), losses = jax.lax.scan(
+            epoch, (get(population.params), opt_state), jax.random.split(key, epochs)
+        )
+        population = population.replace(params=put(population.params, trainable))
+        out = LearnerOutput(
+            population,
+            opt_state,
+            {"bid_loss": jnp.mean(losses[-1])},
+            jnp.zeros((n,), bool),
+            jnp.zeros((), jnp.float32),
+            jnp.zeros((), jnp.float32),
+        )
+        return out
+
+    def reset(opt_state, replaced, population):
+        fresh = init(population)
+        return where_replaced(replaced, fresh, opt_state)
+
+    return Learner(init, update, reset)
