@@ -120,9 +120,9 @@ def price_tangent(
     Returns:
         f[G] the price tangent.
     """
-    f = positive.astype(jac_p.dtype)
-    reduced = f[:, None] * jac_p * f[None, :] + jnp.diag(1.0 - f)
-    return -(inverse(reduced) @ (f * dz_theta))
+    both = positive[:, None] & positive[None, :]
+    reduced = jnp.where(both, jac_p, 0.0) + jnp.diag(jnp.where(positive, 0.0, 1.0))
+    return -(inverse(reduced) @ jnp.where(positive, dz_theta, 0.0))
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
@@ -142,3 +142,34 @@ def _attach_jvp(rule, primals, tangents):
     out, aux, theta = primals
     _, _, dtheta = tangents
     return out, rule(out, aux, theta, dtheta)
+
+
+def differentiable_tatonnement(
+    eq: Any, evaluate: Callable[[jax.Array, Any], Any], theta: Any, tol: jax.Array
+) -> Any:
+    """``eq`` (an ``Equilibrium``) with implicit tangents w.r.t. ``theta``.
+
+    Args:
+        eq: the equilibrium found with ``theta`` frozen (``stop_gradient``).
+        evaluate: ``(p f[G], theta) -> (z f[G], allocation f[M, G])``.
+        theta: the pytree of differentiable parameters.
+        tol: f32[] the absolute residual tolerance of the run.
+
+    Returns:
+        The same ``Equilibrium`` carrying tangents, NaN where not converged.
+    """
+
+    def rule(out, aux, th, dth):
+        p, z, _ = out
+        ok = aux
+        jac = jax.jacfwd(lambda q: evaluate(q, th)[0])(p)  # f[G, G]
+        _, (dz_theta, _) = jax.jvp(lambda t: evaluate(p, t), (th,), (dth,))
+        positive, strict = active_set(p, z, tol)
+        dp = price_tangent(jac, dz_theta, positive)
+        _, (dz, dalloc) = jax.jvp(evaluate, (p, th), (dp, dth))
+        scale = flag(ok & strict & jnp.all(jnp.isfinite(jac)))
+        return dp * scale, dz * scale, dalloc * scale
+
+    out = (eq.prices, eq.excess_demand, eq.allocation)
+    prices, excess, allocation = attach(rule, out, eq.converged, theta)
+    return eq.replace(prices=prices, excess_demand=excess, allocation=allocation)
