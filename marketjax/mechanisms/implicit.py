@@ -125,6 +125,15 @@ def price_tangent(
     return -(inverse(reduced) @ jnp.where(positive, dz_theta, 0.0))
 
 
+def flag_tree(tree: Any, scale: jax.Array) -> Any:
+    """Multiplies every leaf of a tangent tree by ``scale`` (see :func:`flag`).
+
+    Applied to the *input* tangents too, so a flagged point gives NaN cotangents
+    even for inputs the masked equations do not reach (a ``where`` transposes to 0).
+    """
+    return jax.tree.map(lambda t: t * scale.astype(t.dtype), tree)
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
 def attach(rule: Callable[..., Any], out: Any, aux: Any, theta: Any) -> Any:
     """Returns ``out``; its tangent is ``rule(out, aux, theta, dtheta)``.
@@ -163,12 +172,13 @@ def differentiable_tatonnement(
         p, z, _ = out
         ok = aux
         jac = jax.jacfwd(lambda q: evaluate(q, th)[0])(p)  # f[G, G]
-        _, (dz_theta, _) = jax.jvp(lambda t: evaluate(p, t), (th,), (dth,))
         positive, strict = active_set(p, z, tol)
-        dp = price_tangent(jac, dz_theta, positive)
-        _, (dz, dalloc) = jax.jvp(evaluate, (p, th), (dp, dth))
         scale = flag(ok & strict & jnp.all(jnp.isfinite(jac)))
-        return dp * scale, dz * scale, dalloc * scale
+        dth = flag_tree(dth, scale)
+        _, (dz_theta, _) = jax.jvp(lambda t: evaluate(p, t), (th,), (dth,))
+        dp = price_tangent(jac, dz_theta, positive) * scale
+        _, (dz, dalloc) = jax.jvp(evaluate, (p, th), (dp, dth))
+        return dp, dz, dalloc
 
     out = (eq.prices, eq.excess_demand, eq.allocation)
     prices, excess, allocation = attach(rule, out, eq.converged, theta)

@@ -48,12 +48,13 @@ def _smooth_rule(kind: str):
         p, _, z = out
         ok, tol = aux
         jac = jax.jacfwd(lambda q: excess(q, theta)[0])(p)  # f[G, G]
-        _, (dz_theta, _) = jax.jvp(lambda th: excess(p, th), (theta,), (dtheta,))
         positive, strict = implicit.active_set(p, z, tol)
-        dp = implicit.price_tangent(jac, dz_theta, positive)
-        _, (dz, dx) = jax.jvp(excess, (p, theta), (dp, dtheta))
         scale = implicit.flag(ok & strict & jnp.all(jnp.isfinite(jac)))
-        return dp * scale, dx * scale, dz * scale
+        dtheta = implicit.flag_tree(dtheta, scale)
+        _, (dz_theta, _) = jax.jvp(lambda th: excess(p, th), (theta,), (dtheta,))
+        dp = implicit.price_tangent(jac, dz_theta, positive) * scale
+        _, (dz, dx) = jax.jvp(excess, (p, theta), (dp, dtheta))
+        return dp, dx, dz
 
     return rule
 
@@ -70,7 +71,6 @@ def _linear_rule(out, aux, theta, dtheta):
     p, x, z = out
     ok, tol = aux
     budgets, utilities, supply, _ = theta
-    d_budgets, d_utilities, d_supply, _ = dtheta
     m, g = utilities.shape
     n = g + m
     positive, strict = implicit.active_set(p, z, tol)
@@ -88,13 +88,15 @@ def _linear_rule(out, aux, theta, dtheta):
     tie = jnp.any(mbb & ~edges & (budgets[:, None] > 0) & positive[None, :])
     # a free good (price ~ 0) is its own component: pin its log-price change to 0
     omega = jnp.concatenate([jnp.where(positive, p * supply, 1.0), jnp.zeros(m)])
+    scale = implicit.flag(ok & strict & forest & ~tie)
+    d_budgets, d_utilities, d_supply, _ = implicit.flag_tree(dtheta, scale)
     system = laplacian + comp * omega[None, :]
     safe_u = jnp.where(edges, utilities, 1.0)
     r = jnp.where(edges, d_utilities / safe_u, 0.0)  # f[M, G] d log U on edges
     rho = jnp.concatenate([jnp.where(positive, -p * d_supply, 0.0), d_budgets])
     rhs = jnp.concatenate([jnp.sum(r, 0), -jnp.sum(r, 1)]) + comp @ rho
     dv = implicit.inverse(system) @ rhs
-    dp = jnp.where(positive, p * dv[:g], 0.0)
+    dp = jnp.where(positive, p * dv[:g], 0.0) * scale
     # the spending flow on the forest meeting the nodes' new totals
     demand = jnp.concatenate([dp * supply + p * d_supply, -d_budgets])
     phi = implicit.inverse(laplacian + comp) @ demand
@@ -102,8 +104,7 @@ def _linear_rule(out, aux, theta, dtheta):
     safe_p = jnp.where(positive, p, 1.0)[None, :]
     dx = jnp.where(edges, (db - x * dp[None, :]) / safe_p, 0.0)
     dz = jnp.sum(dx, axis=0) - d_supply
-    scale = implicit.flag(ok & strict & forest & ~tie)
-    return dp * scale, dx * scale, dz * scale
+    return dp, dx, dz
 
 
 def differentiable(

@@ -25,6 +25,7 @@ interior: ``p = (Σ a_i/b_i - S) / Σ 1/b_i``, so ``∂p/∂a_i = (1/b_i) / Σ_j
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -35,14 +36,17 @@ from marketjax.mechanisms import implicit
 from marketjax.mechanisms.tatonnement import Equilibrium
 
 BUDGET_RTOL = 1e-4  # spending within this fraction of the budget: it binds
+CORNER_RTOL = 1e-4  # marginal value this close to the price at x = 0: a kink
 
 
 def _agent_kkt(value_fn, prices, has_budget):
-    """Per-agent sensitivities: ``(∂x/∂p f[G, G], dx_θ f[G])``."""
+    """Per-agent primal pieces: ``(inv f[G+1, G+1], ∂x/∂p f[G, G], free bool[G],
+    binding bool[], strict bool[])``; ``strict`` is False when a good the agent
+    does not hold has marginal value within ``CORNER_RTOL`` of its price (a kink)."""
     grad_v = jax.grad(value_fn, argnums=1)
     g = prices.shape[0]
 
-    def one(params_i, x_i, budget_i, dparams_i, dbudget_i):
+    def one(params_i, x_i, budget_i):
         hess = jax.hessian(value_fn, argnums=1)(params_i, x_i)  # f[G, G]
         grad = grad_v(params_i, x_i)  # f[G]
         free = x_i > 0  # bool[G]
@@ -55,6 +59,8 @@ def _agent_kkt(value_fn, prices, has_budget):
             mu = jnp.where(binding, mu, 0.0)
         else:
             binding, mu = jnp.asarray(False), jnp.asarray(0.0)
+        slack = (1.0 + mu) * prices - grad  # > 0 at a strict corner
+        strict = ~jnp.any(~free & (slack <= CORNER_RTOL * (1.0 + jnp.abs(prices))))
         top = jnp.concatenate(
             [
                 jnp.where(both, hess, 0.0) + jnp.diag(jnp.where(free, 0.0, 1.0)),
@@ -75,17 +81,19 @@ def _agent_kkt(value_fn, prices, has_budget):
             ],
             axis=0,
         )  # f[G+1, G]
-        jac_p = (inv @ rhs_p)[:g]
-        _, dgrad = jax.jvp(lambda th: grad_v(th, x_i), (params_i,), (dparams_i,))
-        rhs_t = jnp.concatenate(
-            [
-                jnp.where(free, -dgrad, 0.0),
-                jnp.where(binding, dbudget_i, 0.0)[None],
-            ]
-        )  # f[G+1]
-        return jac_p, (inv @ rhs_t)[:g]
+        return inv, (inv @ rhs_p)[:g], free, binding, strict
 
     return one
+
+
+def _agent_tangent(value_fn, x_i, params_i, dparams_i, dbudget_i, inv, free, binding):
+    """``dx_θ f[G]``: the agent's bundle change for fixed prices (linear in dθ)."""
+    grad_v = jax.grad(value_fn, argnums=1)
+    _, dgrad = jax.jvp(lambda th: grad_v(th, x_i), (params_i,), (dparams_i,))
+    rhs = jnp.concatenate(
+        [jnp.where(free, -dgrad, 0.0), jnp.where(binding, dbudget_i, 0.0)[None]]
+    )  # f[G+1]
+    return (inv @ rhs)[: x_i.shape[0]]
 
 
 def make_rule(
@@ -103,10 +111,20 @@ def make_rule(
         m = x.shape[0]
         caps = budgets if has_budget else jnp.full((m,), jnp.inf, jnp.float32)
         dcaps = dbudgets if has_budget else jnp.zeros((m,), jnp.float32)
+        pieces = jax.vmap(_agent_kkt(value_fn, p, has_budget))(params, x, caps)
+        inv, jac_kkt, free, binding, strict_agents = pieces
         if demand_fn is not None:
             jac_x = jax.vmap(jax.jacfwd(demand_fn, argnums=1), in_axes=(0, None, 0))(
                 params, p, caps
             )  # f[M, G, G]
+        else:
+            jac_x = jac_kkt
+        jac_p = jnp.sum(jac_x, axis=0)  # f[G, G]
+        positive, strict = implicit.active_set(p, z, tol)
+        finite = jnp.all(jnp.isfinite(jac_x))
+        scale = implicit.flag(ok & strict & jnp.all(strict_agents) & finite)
+        dparams, dsupply, dcaps = implicit.flag_tree((dparams, dsupply, dcaps), scale)
+        if demand_fn is not None:
 
             def dx_one(th, dth, cap, dcap):
                 if has_budget:
@@ -117,17 +135,13 @@ def make_rule(
 
             dx_theta = jax.vmap(dx_one)(params, dparams, caps, dcaps)
         else:
-            one = _agent_kkt(value_fn, p, has_budget)
-            jac_x, dx_theta = jax.vmap(one)(params, x, caps, dparams, dcaps)
-        jac_p = jnp.sum(jac_x, axis=0)  # f[G, G]
+            tangent = functools.partial(_agent_tangent, value_fn)
+            dx_theta = jax.vmap(tangent)(x, params, dparams, dcaps, inv, free, binding)
         dz_theta = jnp.sum(dx_theta, axis=0) - dsupply
-        positive, strict = implicit.active_set(p, z, tol)
-        dp = implicit.price_tangent(jac_p, dz_theta, positive)
+        dp = implicit.price_tangent(jac_p, dz_theta, positive) * scale
         dx = jnp.einsum("mgh,h->mg", jac_x, dp) + dx_theta
         dz = jnp.sum(dx, axis=0) - dsupply
-        finite = jnp.all(jnp.isfinite(jac_x))
-        scale = implicit.flag(ok & strict & finite)
-        return dp * scale, dx * scale, dz * scale
+        return dp, dx, dz
 
     return rule
 
