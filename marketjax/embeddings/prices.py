@@ -119,6 +119,14 @@ def backprop_gradients(layers, x, target, activation, loss) -> tuple[jax.Array, 
 
 
 def _agreement(p: jax.Array, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(rel_error, cosine)``; both NaN if either side holds NaN or inf (a NaN
+    would otherwise fall through the ``where`` guards and read as agreement)."""
+    finite = jnp.all(jnp.isfinite(p)) & jnp.all(jnp.isfinite(g))
+    rel, cos = _agreement_finite(p, g)
+    return jnp.where(finite, rel, jnp.nan), jnp.where(finite, cos, jnp.nan)
+
+
+def _agreement_finite(p: jax.Array, g: jax.Array) -> tuple[jax.Array, jax.Array]:
     norm_p, norm_g = jnp.linalg.norm(p), jnp.linalg.norm(g)
     diff = jnp.linalg.norm(p - g)
     rel = jnp.where(
@@ -215,7 +223,9 @@ def compare(
         multiplier 0 instead (see docs/prices_vs_gradients.md).
 
     Returns:
-      A :class:`PriceReport`.
+      A :class:`PriceReport`. NaN or inf in ``x``, ``y`` or ``params`` gives NaN
+      ``rel_error`` and ``cosine`` for the affected layers and ``converged=False``
+      (never a reading of perfect agreement).
 
     Raises:
       ValueError: bad parameters, shapes, labels, activation, loss or mechanism
