@@ -119,6 +119,14 @@ def backprop_gradients(layers, x, target, activation, loss) -> tuple[jax.Array, 
 
 
 def _agreement(p: jax.Array, g: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(rel_error, cosine)``; both NaN if either side holds NaN or inf (a NaN
+    would otherwise fall through the ``where`` guards and read as agreement)."""
+    finite = jnp.all(jnp.isfinite(p)) & jnp.all(jnp.isfinite(g))
+    rel, cos = _agreement_finite(p, g)
+    return jnp.where(finite, rel, jnp.nan), jnp.where(finite, cos, jnp.nan)
+
+
+def _agreement_finite(p: jax.Array, g: jax.Array) -> tuple[jax.Array, jax.Array]:
     norm_p, norm_g = jnp.linalg.norm(p), jnp.linalg.norm(g)
     diff = jnp.linalg.norm(p - g)
     rel = jnp.where(
@@ -184,6 +192,30 @@ def _targets(y, loss: str, batch: int, width: int) -> jax.Array:
     return y.astype(jnp.float32)
 
 
+MECHANISMS = ("recursion", "discovery")
+
+
+def check_inputs(params, x, y, *, activation, loss, step_size, max_iters, tol):
+    """Validates ``compare``'s arguments; returns ``(layers, x f32, target f32)``."""
+    mlp.check_activation(activation)
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+    if not step_size > 0:
+        raise ValueError(f"step_size must be > 0, got {step_size}")
+    if max_iters < 0:
+        raise ValueError(f"max_iters must be >= 0, got {max_iters}")
+    if not tol > 0:
+        raise ValueError(f"tol must be > 0, got {tol}")
+    layers = mlp.as_layers(params)
+    x = jnp.asarray(x, jnp.float32)
+    if x.ndim != 2 or x.shape[1] != layers[0][0].shape[0]:
+        raise ValueError(
+            f"x has shape {x.shape}; expected [batch, {layers[0][0].shape[0]}]"
+        )
+    target = _targets(y, loss, x.shape[0], layers[-1][0].shape[1])
+    return layers, x, target
+
+
 def compare(
     params,
     x: jax.Array,
@@ -195,6 +227,7 @@ def compare(
     max_iters: int = 100,
     tol: float = 1e-6,
     free_disposal: bool = False,
+    mechanism: str = "recursion",
 ) -> PriceReport:
     """Equilibrium prices of the network's production economy vs backprop gradients.
 
@@ -213,30 +246,64 @@ def compare(
       free_disposal: let firms and the consumer throw goods away (prices >= 0).
         Breaks Eq. (1) wherever a gradient is negative: such a price is the KKT
         multiplier 0 instead (see docs/prices_vs_gradients.md).
+      mechanism: ``"recursion"`` (default): quantities frozen at the forward pass,
+        each price moves toward its buyer's willingness to pay (``economy.py``);
+        ``"discovery"``: quantities free, firms follow marginal profit and prices
+        follow excess demand (``discovery.py``; use e.g. ``step_size=0.3``,
+        ``max_iters=5000``, ``tol=1e-5``). ``free_disposal`` is recursion-only.
 
     Returns:
-      A :class:`PriceReport`.
+      A :class:`PriceReport`. NaN or inf in ``x``, ``y`` or ``params`` gives NaN
+      ``rel_error`` and ``cosine`` for the affected layers and ``converged=False``
+      (never a reading of perfect agreement). Under ``"discovery"`` the per-layer
+      ``residual`` / ``layer_converged`` / ``layer_iterations`` repeat the
+      economy-wide values (its field does not split by layer).
 
     Raises:
-      ValueError: bad parameters, shapes, labels, activation, loss or mechanism
-        settings.
+      ValueError: bad parameters, shapes, labels, activation, loss, mechanism or
+        mechanism settings.
     """
-    mlp.check_activation(activation)
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
-    if not step_size > 0:
-        raise ValueError(f"step_size must be > 0, got {step_size}")
-    if max_iters < 0:
-        raise ValueError(f"max_iters must be >= 0, got {max_iters}")
-    if not tol > 0:
-        raise ValueError(f"tol must be > 0, got {tol}")
-    layers = mlp.as_layers(params)
-    x = jnp.asarray(x, jnp.float32)
-    if x.ndim != 2 or x.shape[1] != layers[0][0].shape[0]:
-        raise ValueError(
-            f"x has shape {x.shape}; expected [batch, {layers[0][0].shape[0]}]"
+    if mechanism not in MECHANISMS:
+        raise ValueError(f"mechanism must be one of {MECHANISMS}, got {mechanism!r}")
+    if mechanism == "discovery":
+        if free_disposal:
+            raise ValueError("free_disposal applies to mechanism='recursion' only")
+        from marketjax.embeddings import discovery  # discovery imports this module
+
+        rep = discovery.discover(
+            params,
+            x,
+            y,
+            activation=activation,
+            loss=loss,
+            step_size=step_size,
+            max_iters=max_iters,
+            tol=tol,
         )
-    target = _targets(y, loss, x.shape[0], layers[-1][0].shape[1])
+        n = len(rep.prices)
+        worst = jnp.max(rep.residual)
+        return PriceReport(
+            prices=rep.prices,
+            gradients=rep.gradients,
+            input_prices=rep.input_prices,
+            rel_error=rep.rel_error,
+            cosine=rep.cosine,
+            residual=jnp.full((n,), worst),
+            layer_converged=jnp.full((n,), rep.converged),
+            layer_iterations=jnp.full((n,), rep.iterations),
+            converged=rep.converged,
+            iterations=rep.iterations,
+        )
+    layers, x, target = check_inputs(
+        params,
+        x,
+        y,
+        activation=activation,
+        loss=loss,
+        step_size=step_size,
+        max_iters=max_iters,
+        tol=tol,
+    )
     return _compare(
         layers,
         x,

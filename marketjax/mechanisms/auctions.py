@@ -2,8 +2,10 @@
 
 Both rules take bids ``f32[..., N]`` over N agents and an optional validity mask
 ``bool[..., N]``, batched over any leading axes. The highest valid bid wins; ties go
-to the lowest index; if nobody is valid the winner is -1 and the price 0. A NaN bid
-is not a valid bid (it would otherwise win nothing and name no winner).
+to the lowest index; if nobody is valid the winner is -1 and the price 0. A
+non-finite bid (NaN, +inf or -inf) is not a valid bid: a NaN would win nothing and
+name no winner, and an infinite bid would make the winner pay an infinite price
+(``second_price([inf, inf])``) or outbid every finite budget; nobody can pay inf.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ def rank_bids(bids: jax.Array, valid: jax.Array | None = None) -> Ranking:
 
     Args:
       bids: f32[..., N] bids.
-      valid: bool[..., N] which bids count (default: all); NaN and -inf bids
-        never count.
+      valid: bool[..., N] which bids count (default: all); non-finite bids
+        (NaN, +inf, -inf) never count.
 
     Returns:
       A :class:`Ranking`; the winner is the first index holding the maximum, so
@@ -47,12 +49,14 @@ def rank_bids(bids: jax.Array, valid: jax.Array | None = None) -> Ranking:
     if bids.ndim == 0:
         raise ValueError("bids must have shape [..., N], got a scalar")
     if valid is None:
-        valid = ~jnp.isnan(bids)
+        valid = jnp.isfinite(bids)
     else:
         valid = jnp.asarray(valid)
         if valid.shape != bids.shape:
-            raise ValueError(f"valid has shape {valid.shape}, bids have {bids.shape}")
-        valid = valid.astype(bool) & ~jnp.isnan(bids)
+            raise ValueError(
+                f"valid must have the shape of bids {bids.shape}, got {valid.shape}"
+            )
+        valid = valid.astype(bool) & jnp.isfinite(bids)
     masked = jnp.where(valid, bids, -jnp.inf)
     n = bids.shape[-1]
     index = jax.lax.broadcasted_iota(jnp.int32, bids.shape, bids.ndim - 1)

@@ -15,6 +15,12 @@ f[G], converged, iterations, residual). All jit and vmap over a batch of markets
 Convergence is reported honestly: ``converged`` is True only if the residual test
 held at the returned prices; cycling (Scarf 1960), set-valued demand, a step that is
 too large or a stall leave it False with the residual reported.
+
+All three are differentiable (``jax.grad`` / ``jax.jacobian`` / ``jax.jvp``) in
+every array input by the implicit function theorem on the equilibrium conditions
+(``implicit``, ``implicit_fisher``, ``implicit_quasilinear``); a gradient at an
+unconverged or degenerate point is NaN, never silently wrong. ``unrolled`` holds
+fixed-iteration references for checking and benchmarking.
 """
 
 from marketjax.mechanisms.adaptive_step import (

@@ -30,9 +30,10 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from marketjax.mechanisms import fisher_demand
+from marketjax.mechanisms import fisher_demand, implicit_fisher
 from marketjax.mechanisms.tatonnement import (
     DEFAULT_STALL_RTOL,
     STALL_PATIENCE,
@@ -61,6 +62,9 @@ def _validate(budgets, utilities, supply, kind, method, rho):
         )
     if jnp.shape(supply) != (g,):
         raise ValueError(f"supply must have shape [G]=({g},), got {jnp.shape(supply)}")
+    _check_values("budgets", budgets, lambda v: np.all(v >= 0), "non-negative")
+    _check_values("utilities", utilities, lambda v: np.all(v >= 0), "non-negative")
+    _check_values("supply", supply, lambda v: np.all(v > 0), "positive")
     if kind == "ces":
         if rho is None:
             raise ValueError("rho is required for kind='ces'")
@@ -68,6 +72,30 @@ def _validate(budgets, utilities, supply, kind, method, rho):
             r = float(rho)
             if not (r < 1.0 and r != 0.0):
                 raise ValueError(f"rho must satisfy rho < 1 and rho != 0, got {r}")
+
+
+def _check_values(name, value, test, what) -> None:
+    """Raises ValueError unless a concrete ``value`` is finite and passes ``test``;
+    traced values are checked inside (``converged`` is then False)."""
+    if isinstance(value, jax.core.Tracer):
+        return
+    v = np.asarray(value)
+    if not np.issubdtype(v.dtype, np.number) or np.iscomplexobj(v):
+        raise ValueError(f"{name} must be real numbers, got dtype {v.dtype}")
+    if not (np.all(np.isfinite(v)) and test(v)):
+        raise ValueError(f"{name} must be finite and {what}")
+
+
+def _valid(budgets, utilities, supply) -> jax.Array:
+    """bool[] the value checks of ``_check_values``, for traced inputs."""
+    finite = (
+        jnp.all(jnp.isfinite(budgets))
+        & jnp.all(jnp.isfinite(utilities))
+        & jnp.all(jnp.isfinite(supply))
+    )
+    return (
+        finite & jnp.all(budgets >= 0) & jnp.all(utilities >= 0) & jnp.all(supply > 0)
+    )
 
 
 def fisher(
@@ -105,8 +133,21 @@ def fisher(
         at those prices (linear: the optimal bundle nearest to the proportional
         response, see ``fisher_demand.linear_nearest``), excess demand, convergence.
 
+    Differentiable: ``jax.grad`` / ``jax.jacobian`` / ``jax.jvp`` of any output with
+    respect to ``budgets``, ``utilities``, ``supply`` (and ``rho``) use the implicit
+    function theorem on the equilibrium conditions (``implicit_fisher``), not the
+    iterations. The tangent is NaN when ``converged`` is False or the equilibrium is
+    degenerate (a zero-priced good exactly clearing; linear: a tie in the spending
+    graph), so a gradient is never silently wrong.
+
+    Non-finite values: concrete inputs are checked and rejected; traced inputs that
+    are negative, NaN or infinite (or a zero supply) give ``converged=False``. A
+    result holding NaN is never reported converged.
+
     Raises:
-        ValueError: on a bad ``kind``, ``method``, ``rho`` or a shape mismatch.
+        ValueError: on a bad ``kind``, ``method``, ``rho``, a shape mismatch, or
+            concrete ``budgets`` < 0, ``utilities`` < 0, ``supply`` <= 0 or any of
+            them not finite (the message names the argument).
     """
     _validate(budgets, utilities, supply, kind, method, rho)
     if kind == "ces":
@@ -137,7 +178,44 @@ def fisher(
 def _fisher(
     budgets, utilities, supply, rho, tol, max_iters, step, *, kind, method, optimizer
 ):
-    scaled_tol = tol * jnp.maximum(1.0, jnp.max(supply))
+    sg = jax.lax.stop_gradient
+    scaled_tol = sg(tol * jnp.maximum(1.0, jnp.max(supply)))
+    eq = _solve(
+        sg(budgets),
+        sg(utilities),
+        sg(supply),
+        sg(rho),
+        scaled_tol,
+        max_iters,
+        sg(step),
+        kind=kind,
+        method=method,
+        optimizer=optimizer,
+    )
+    finite = jnp.all(jnp.isfinite(eq.excess_demand)) & jnp.all(
+        jnp.isfinite(eq.allocation)
+    )
+    eq = eq.replace(
+        converged=eq.converged & finite & _valid(budgets, utilities, supply)
+    )
+    return implicit_fisher.differentiable(
+        eq, budgets, utilities, supply, rho, scaled_tol, kind=kind
+    )
+
+
+def _solve(
+    budgets,
+    utilities,
+    supply,
+    rho,
+    scaled_tol,
+    max_iters,
+    step,
+    *,
+    kind,
+    method,
+    optimizer,
+):
     if method == "proportional_response":
         return _proportional_response(
             budgets, utilities, supply, rho, scaled_tol, max_iters, kind=kind

@@ -33,6 +33,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from marketjax.mechanisms import implicit
+
 PRICE_UPDATES = ("multiplicative", "additive")
 STALL_PATIENCE = 10  # consecutive stalled iterations before giving up
 DEFAULT_STALL_RTOL = 2.5e-7  # about two float32 ulps
@@ -231,8 +233,9 @@ def tatonnement(
     price_update: str = "multiplicative",
     has_aux: bool = False,
     stall_rtol: float | jax.Array = DEFAULT_STALL_RTOL,
+    params: Any = None,
 ) -> Equilibrium:
-    """Generic tâtonnement for any excess-demand function ``z(p)``.
+    """Generic tâtonnement for any excess-demand function ``z(p)`` or ``z(p, θ)``.
 
     The rule is ``optimizer`` (default ``optax.sgd(step_size)``) fed the gradient
     ``-z(p)``; with ``"multiplicative"`` it acts on log-prices (``p <- p exp(eta z)``
@@ -243,11 +246,22 @@ def tatonnement(
     ``converged`` False with the residual reported.
 
     Jittable (``excess_demand`` and ``optimizer`` are Python objects: close over them,
-    build them once) and vmappable over a batch of ``p0`` or of captured parameters.
+    build them once) and vmappable over a batch of ``p0`` or of parameters.
+
+    Differentiable by the implicit function theorem (``implicit``): with ``params``
+    given, ``excess_demand(p, params)`` is called and ``jax.grad`` / ``jax.jacobian``
+    of the prices (allocation, excess demand) with respect to the array leaves of
+    ``params`` solve ``∂z/∂p dp = -∂z/∂θ dθ`` on the positive-price goods. In the old
+    form ``excess_demand(p)``, arrays it closes over that are being differentiated
+    are found by ``jax.closure_convert`` and treated the same way. The derivative
+    with respect to ``p0`` is zero (an equilibrium does not depend on where the
+    search started). The tangent is NaN where ``converged`` is False or a
+    zero-priced good clears exactly (a kink): never a silently wrong gradient.
 
     Args:
         excess_demand: ``p f[G] -> z f[G]``, or with ``has_aux=True``
-            ``p -> (z f[G], allocation f[M, G])``.
+            ``p -> (z f[G], allocation f[M, G])``; with ``params``,
+            ``(p, params) -> ...``. Differentiable in ``p`` (for ``jax.jacfwd``).
         p0: f[G] starting prices, positive for ``"multiplicative"``.
         step_size: the SGD step; ignored (may be None) when ``optimizer`` is given.
         max_iters: the most price updates.
@@ -256,6 +270,7 @@ def tatonnement(
         price_update: ``"multiplicative"`` or ``"additive"``.
         has_aux: whether ``excess_demand`` also returns an allocation.
         stall_rtol: relative price change below which an iteration counts as stalled.
+        params: optional pytree of parameters passed to ``excess_demand``.
 
     Returns:
         ``Equilibrium``; its allocation is ``[0, G]`` unless ``has_aux``.
@@ -273,9 +288,15 @@ def tatonnement(
             raise ValueError("step_size is required when no optimizer is given")
         optimizer = optax.sgd(step_size)
     num_goods = jnp.shape(p0)[0]
+    p0 = jnp.asarray(p0, jnp.float32)
+    if params is None:
+        call, theta = _closure_converted(excess_demand, p0)
+    else:
+        call, theta = excess_demand, params
+    frozen = jax.lax.stop_gradient(theta)
 
-    def demand_fn(prices, carry):
-        out = excess_demand(prices)
+    def evaluate(prices, th):
+        out = call(prices, th)
         if has_aux:
             z, alloc = out
         else:
@@ -290,11 +311,15 @@ def tatonnement(
                 f"the allocation must have shape [M, {num_goods}], "
                 f"got {jnp.shape(alloc)}"
             )
+        return z, jnp.asarray(alloc, jnp.float32)
+
+    def demand_fn(prices, carry):
+        z, alloc = evaluate(prices, frozen)
         return z, alloc, carry, jnp.asarray(True)
 
     eq, _ = run_tatonnement(
         demand_fn,
-        p0,
+        jax.lax.stop_gradient(p0),
         (),
         optimizer=optimizer,
         price_update=price_update,
@@ -302,4 +327,13 @@ def tatonnement(
         max_iters=max_iters,
         stall_rtol=stall_rtol,
     )
-    return eq
+    return implicit.differentiable_tatonnement(
+        eq, evaluate, theta, jax.lax.stop_gradient(jnp.asarray(tol, jnp.float32))
+    )
+
+
+def _closure_converted(excess_demand, p0):
+    """``(p, consts) -> excess_demand(p)`` with differentiated closed-over arrays
+    hoisted into ``consts`` (``jax.closure_convert``), so their gradients flow."""
+    converted, consts = jax.closure_convert(excess_demand, p0)
+    return (lambda p, th: converted(p, *th)), tuple(consts)

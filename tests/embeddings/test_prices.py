@@ -138,3 +138,17 @@ def test_free_disposal_prices_bads_at_zero():
     free = solve(eco, free_disposal=True)
     assert bool(free.converged)
     assert [float(p[0]) for p in free.prices] == [0.0, 0.0, 0.0]
+
+
+def test_nan_inputs_never_read_as_agreement(np_mlp):
+    """Issue 14: NaN in x or y gave rel_error 0 (perfect agreement)."""
+    init, _ = np_mlp
+    params = init(0, [3, 4, 2])
+    x = np.ones((2, 3), np.float32)
+    y = np.zeros((2, 2), np.float32)
+    for bad_x, bad_y in [(x.copy(), y), (x, y.copy())]:
+        (bad_x if bad_x is not x else bad_y)[0, 0] = np.nan
+        report = prices.compare(params, bad_x, bad_y)
+        assert not bool(report.converged)
+        assert np.all(np.isnan(np.asarray(report.rel_error)))
+        assert np.all(np.isnan(np.asarray(report.cosine)))

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -86,3 +87,20 @@ def test_nan_bids_are_invalid_and_masks_may_be_lists():
     assert none.winner.tolist() == [-1, -1] and none.price.tolist() == [0.0, 0.0]
     fp = auctions.first_price(jnp.array([0.2, 0.7, 0.5]), [True, False, True])
     assert int(fp.winner) == 2 and float(fp.price) == np.float32(0.5)
+
+
+def test_infinite_bids_are_invalid_like_nan():
+    """Nobody can pay inf: +inf and -inf bids do not count (issue 14)."""
+    r = auctions.second_price(jnp.array([jnp.inf, jnp.inf]))
+    assert int(r.winner) == -1 and float(r.price) == 0.0
+    r = auctions.second_price(jnp.array([jnp.inf, 0.4, 0.7, -jnp.inf]))
+    assert int(r.winner) == 2 and float(r.price) == np.float32(0.4)
+    r = auctions.first_price(jnp.array([jnp.nan, jnp.inf, 0.3]))
+    assert int(r.winner) == 2 and float(r.price) == np.float32(0.3)
+
+
+def test_shape_errors_name_the_argument():
+    with pytest.raises(ValueError, match="bids"):
+        auctions.first_price(jnp.float32(1.0))
+    with pytest.raises(ValueError, match="valid"):
+        auctions.second_price(jnp.ones(3), jnp.ones(2, bool))

@@ -244,3 +244,24 @@ def test_validation(kwargs, word):
     args.update(kwargs)
     with pytest.raises(ValueError, match=word):
         equilibrium.fisher(**args)
+
+
+@pytest.mark.parametrize(
+    "name,budgets,utilities,supply",
+    [
+        ("budgets", [-1.0, 1.0], [[1.0, 1.0], [1.0, 2.0]], [1.0, 1.0]),
+        ("budgets", [np.inf, 1.0], [[1.0, 1.0], [1.0, 2.0]], [1.0, 1.0]),
+        ("utilities", [1.0, 1.0], [[-1.0, 1.0], [1.0, 2.0]], [1.0, 1.0]),
+        ("utilities", [1.0, 1.0], [[np.nan, 1.0], [1.0, 2.0]], [1.0, 1.0]),
+        ("supply", [1.0, 1.0], [[1.0, 1.0], [1.0, 2.0]], [0.0, 1.0]),
+        ("supply", [1.0, 1.0], [[1.0, 1.0], [1.0, 2.0]], [np.inf, 1.0]),
+    ],
+)
+def test_bad_values_rejected_or_never_converged(name, budgets, utilities, supply):
+    """Concrete bad values: ValueError naming the argument; traced: not converged."""
+    args = [np.asarray(a, np.float32) for a in (budgets, utilities, supply)]
+    kw = dict(kind="linear", method="proportional_response", tol=1e-6, max_iters=50)
+    with pytest.raises(ValueError, match=f"^{name} "):
+        equilibrium.fisher(*args, **kw)
+    eq = jax.jit(lambda b, u, s: equilibrium.fisher(b, u, s, **kw))(*args)
+    assert not bool(eq.converged)
