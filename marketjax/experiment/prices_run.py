@@ -58,6 +58,10 @@ class PricesConfig:
     step_size: float = field(1.0, lo=0.0, lo_open=True, hi=2.0, doc="tâtonnement η")
     max_iters: int = field(100, lo=0, hi=1_000_000, doc="price update budget")
     tol: float = field(1e-6, lo=0.0, lo_open=True, doc="relative price residual")
+    mechanism: Literal[prices.MECHANISMS] = field(
+        "recursion",
+        doc="recursion: quantities frozen; discovery: firms choose quantities",
+    )
 
 
 def load_config(config_path: str, overrides: list[str]) -> PricesConfig:
@@ -189,6 +193,7 @@ def run_from_cli(config_path: str, overrides: list[str], *, overwrite: bool) -> 
         step_size=config.step_size,
         max_iters=config.max_iters,
         tol=config.tol,
+        mechanism=config.mechanism,
     )
     jax.block_until_ready(report)
     summary = summarize(report, config, time.perf_counter() - start)
