@@ -18,6 +18,7 @@ _PUBLIC_MODULES = {
     "equilibrium": "marketjax.mechanisms.equilibrium",
     "nn_market": "marketjax.embeddings.nn_market",
     "prices": "marketjax.embeddings.prices",
+    "lmsr": "marketjax.mechanisms.lmsr",
 }
 
 __all__ = sorted(_PUBLIC_MODULES)
