@@ -18,6 +18,7 @@ _PUBLIC_MODULES = {
     "equilibrium": "marketjax.mechanisms.equilibrium",
     "nn_market": "marketjax.embeddings.nn_market",
     "prices": "marketjax.embeddings.prices",
+    "double_auction": "marketjax.mechanisms.double_auction",
     "lmsr": "marketjax.mechanisms.lmsr",
 }
 
