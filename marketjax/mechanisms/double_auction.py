@@ -35,6 +35,7 @@ import numpy as np
 from flax import struct
 
 TRADERS = ("zi_u", "zi_c")
+CHUNK = 32  # quotes per early-exit check in run_session
 
 
 class DAResult(NamedTuple):
@@ -134,8 +135,27 @@ def replay(values, costs, who, quotes) -> SessionState:
     return jax.lax.scan(body, state, xs)[0]
 
 
+def can_trade(state: SessionState, values, costs, constrained: bool) -> jax.Array:
+    """bool[]: can any further trade happen? Only a trade changes the answer.
+
+    ZI-U: someone is left on each side. ZI-C: some waiting buyer's value reaches
+    some waiting seller's cost (a ZI-C trade's price lies in [c, v]).
+    """
+    if not constrained:
+        return jnp.any(~state.bought) & jnp.any(~state.sold)
+    top_value = jnp.max(jnp.where(state.bought, -jnp.inf, values))
+    low_cost = jnp.min(jnp.where(state.sold, jnp.inf, costs))
+    return top_value >= low_cost
+
+
 def run_session(key, values, costs, *, trader, max_steps, lo, hi) -> SessionState:
-    """One random session: ``max_steps`` quotes by not-yet-traded traders."""
+    """One random session of up to ``max_steps`` quotes by not-yet-traded traders.
+
+    The loop stops early once :func:`can_trade` is False: later quotes could only
+    move standing quotes, never a trade, so the result is the same as running all
+    ``max_steps`` (the uniforms of quotes t .. t + CHUNK - 1 are drawn together from
+    ``fold_in(key, t // CHUNK)``, whether or not the loop goes on).
+    """
     nb, ns = values.shape[0], costs.shape[0]
     constrained = trader == "zi_c"
     lower = jnp.concatenate(
@@ -145,19 +165,29 @@ def run_session(key, values, costs, *, trader, max_steps, lo, hi) -> SessionStat
         [values if constrained else jnp.full(nb, hi), jnp.full(ns, hi)]
     )
 
-    def body(st, t):
-        u = jax.random.uniform(jax.random.fold_in(key, t), (2,))
-        waiting = jnp.concatenate([~st.bought, ~st.sold])
-        count = jnp.sum(waiting.astype(jnp.int32))
+    def quote_once(st, x):
+        t, u = x
+        waiting = jnp.concatenate([~st.bought, ~st.sold]).astype(jnp.int32)
+        count = jnp.sum(waiting)
         k = jnp.minimum((u[0] * count).astype(jnp.int32), count - 1)
-        who = jnp.argmax(jnp.cumsum(waiting.astype(jnp.int32)) > k).astype(jnp.int32)
-        who = jnp.where(count > 0, who, -1)
+        who = jnp.argmax(jnp.cumsum(waiting) > k).astype(jnp.int32)
+        who = jnp.where((count > 0) & (t < max_steps), who, -1)
         w = jnp.maximum(who, 0)
         quote = lower[w] + u[1] * (upper[w] - lower[w])
         return step(st, who, quote, values, costs), None
 
+    def body(carry):  # CHUNK quotes between checks: a scan is cheaper than a while
+        st, t = carry
+        u = jax.random.uniform(jax.random.fold_in(key, t // CHUNK), (CHUNK, 2))
+        st = jax.lax.scan(quote_once, st, (t + jnp.arange(CHUNK), u))[0]
+        return st, t + CHUNK
+
+    def cond(carry):
+        st, t = carry
+        return (t < max_steps) & can_trade(st, values, costs, constrained)
+
     state = init_session(nb, ns)
-    return jax.lax.scan(body, state, jnp.arange(max_steps))[0]
+    return jax.lax.while_loop(cond, body, (state, jnp.int32(0)))[0]
 
 
 @functools.partial(jax.jit, static_argnames=("trader", "num_sessions", "max_steps"))
