@@ -18,10 +18,12 @@ costs c, prices on [lo, hi]):
 3. after every trade all standing quotes are cancelled.
 
 Efficiency = realised surplus Σ (v_buyer − c_seller) over trades / the competitive
-equilibrium's surplus (the most any allocation can realise). A session is one
-``lax.scan`` over ``max_steps``; sessions are ``vmap``-ed, so 10,000 sessions are one
-compiled program. :func:`replay` runs the same step on a given sequence of
-(trader, quote) pairs, for checking the protocol by hand.
+equilibrium's surplus (the most any allocation can realise). A session is a loop of
+32-quote scans that stops once no trade is possible; sessions are ``vmap``-ed, so
+10,000 sessions are one compiled program, and :func:`simulate` feeds them through a
+work queue of ``LANES`` sessions in flight, so a few long sessions do not hold up the
+rest. :func:`replay` runs the same step on a given sequence of (trader, quote) pairs,
+for checking the protocol by hand.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from flax import struct
 
 TRADERS = ("zi_u", "zi_c")
 CHUNK = 32  # quotes per early-exit check in run_session
+LANES = 512  # sessions in flight in simulate's work queue (fastest on 2 CPU cores)
 
 
 class DAResult(NamedTuple):
@@ -148,22 +151,8 @@ def can_trade(state: SessionState, values, costs, constrained: bool) -> jax.Arra
     return top_value >= low_cost
 
 
-def run_session(key, values, costs, *, trader, max_steps, lo, hi) -> SessionState:
-    """One random session of up to ``max_steps`` quotes by not-yet-traded traders.
-
-    The loop stops early once :func:`can_trade` is False: later quotes could only
-    move standing quotes, never a trade, so the result is the same as running all
-    ``max_steps`` (the uniforms of quotes t .. t + CHUNK - 1 are drawn together from
-    ``fold_in(key, t // CHUNK)``, whether or not the loop goes on).
-    """
-    nb, ns = values.shape[0], costs.shape[0]
-    constrained = trader == "zi_c"
-    lower = jnp.concatenate(
-        [jnp.full(nb, lo), costs if constrained else jnp.full(ns, lo)]
-    )
-    upper = jnp.concatenate(
-        [values if constrained else jnp.full(nb, hi), jnp.full(ns, hi)]
-    )
+def _quote_chunk(key, st, t, values, costs, lower, upper, max_steps):
+    """CHUNK quotes of one session from quote t; uniforms: fold_in(key, t // CHUNK)."""
 
     def quote_once(st, x):
         t, u = x
@@ -176,17 +165,39 @@ def run_session(key, values, costs, *, trader, max_steps, lo, hi) -> SessionStat
         quote = lower[w] + u[1] * (upper[w] - lower[w])
         return step(st, who, quote, values, costs), None
 
+    u = jax.random.uniform(jax.random.fold_in(key, t // CHUNK), (CHUNK, 2))
+    return jax.lax.scan(quote_once, st, (t + jnp.arange(CHUNK), u))[0]
+
+
+def _bounds(values, costs, trader, lo, hi):
+    """Per-trader quote ranges f32[Nb + Ns]: buyers first, then sellers."""
+    nb, ns = values.shape[0], costs.shape[0]
+    zi_c = trader == "zi_c"
+    lower = jnp.concatenate([jnp.full(nb, lo), costs if zi_c else jnp.full(ns, lo)])
+    upper = jnp.concatenate([values if zi_c else jnp.full(nb, hi), jnp.full(ns, hi)])
+    return lower, upper
+
+
+def run_session(key, values, costs, *, trader, max_steps, lo, hi) -> SessionState:
+    """One random session of up to ``max_steps`` quotes by not-yet-traded traders.
+
+    The loop stops early once :func:`can_trade` is False: later quotes could only
+    move standing quotes, never a trade, so the result is the same as running all
+    ``max_steps`` (the uniforms of quotes t .. t + CHUNK - 1 are drawn together from
+    ``fold_in(key, t // CHUNK)``, whether or not the loop goes on).
+    """
+    lower, upper = _bounds(values, costs, trader, lo, hi)
+
     def body(carry):  # CHUNK quotes between checks: a scan is cheaper than a while
         st, t = carry
-        u = jax.random.uniform(jax.random.fold_in(key, t // CHUNK), (CHUNK, 2))
-        st = jax.lax.scan(quote_once, st, (t + jnp.arange(CHUNK), u))[0]
+        st = _quote_chunk(key, st, t, values, costs, lower, upper, max_steps)
         return st, t + CHUNK
 
     def cond(carry):
         st, t = carry
-        return (t < max_steps) & can_trade(st, values, costs, constrained)
+        return (t < max_steps) & can_trade(st, values, costs, trader == "zi_c")
 
-    state = init_session(nb, ns)
+    state = init_session(values.shape[0], costs.shape[0])
     return jax.lax.while_loop(cond, body, (state, jnp.int32(0)))[0]
 
 
@@ -201,6 +212,68 @@ def simulate_sessions(
         max_steps=max_steps, lo=lo, hi=hi,
     )  # fmt: skip
     return jax.vmap(run)(jax.random.split(key, num_sessions))
+
+
+@functools.partial(
+    jax.jit, static_argnames=("trader", "num_sessions", "max_steps", "lanes")
+)
+def simulate_queue(
+    key, values, costs, lo, hi, *, trader, num_sessions, max_steps, lanes
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The sessions of :func:`simulate_sessions` through a work queue of ``lanes``.
+
+    A vmapped while-loop runs until its slowest session ends; here each of ``lanes``
+    lanes takes the next session from the queue as soon as its own ends (checked
+    every CHUNK quotes), so the work is the sum of the sessions' lengths, not S times
+    the longest. Same sessions, same keys, same results.
+
+    Returns:
+      (surplus f32[S], num_trades i32[S], prices f32[S, T]).
+    """
+    nb, ns = values.shape[0], costs.shape[0]
+    s, lanes = num_sessions, min(lanes, num_sessions)
+    keys = jax.random.split(key, s)
+    lower, upper = _bounds(values, costs, trader, lo, hi)
+    fresh = jax.vmap(lambda _: init_session(nb, ns))(jnp.arange(lanes))
+    chunk = jax.vmap(
+        lambda k, st, t: _quote_chunk(k, st, t, values, costs, lower, upper, max_steps)
+    )
+    open_ = jax.vmap(lambda st: can_trade(st, values, costs, trader == "zi_c"))
+    t_out = min(nb, ns)
+    out = (jnp.zeros(s), jnp.zeros(s, jnp.int32), jnp.full((s, t_out), jnp.nan))
+
+    def body(carry):
+        st, t, idx, nxt, out = carry
+        st = chunk(keys[jnp.maximum(idx, 0)], st, t)
+        t = t + CHUNK
+        done = (idx >= 0) & ~((t < max_steps) & open_(st))
+        dest = jnp.where(done, idx, s)  # s is out of bounds: dropped
+        out = (
+            out[0].at[dest].set(st.surplus, mode="drop"),
+            out[1].at[dest].set(st.num_trades, mode="drop"),
+            out[2].at[dest].set(st.prices, mode="drop"),
+        )
+        new_idx = nxt + jnp.cumsum(done.astype(jnp.int32)) - 1
+        take = done & (new_idx < s)
+        idx = jnp.where(done, jnp.where(take, new_idx, -1), idx)
+        st = jax.tree.map(lambda a, b: jnp.where(_rows(done, a), b, a), st, fresh)
+        t = jnp.where(done, 0, t)
+        return st, t, idx, nxt + jnp.sum(done.astype(jnp.int32)), out
+
+    carry = (
+        fresh,
+        jnp.zeros(lanes, jnp.int32),
+        jnp.arange(lanes),
+        jnp.int32(lanes),
+        out,
+    )
+    carry = jax.lax.while_loop(lambda c: jnp.any(c[2] >= 0), body, carry)
+    return carry[4]
+
+
+def _rows(mask: jax.Array, a: jax.Array) -> jax.Array:
+    """``mask`` bool[L] reshaped to broadcast against ``a`` f[L, ...]."""
+    return mask.reshape(mask.shape + (1,) * (a.ndim - 1))
 
 
 def competitive_equilibrium(values, costs) -> tuple[int, float, float, float]:
@@ -278,9 +351,9 @@ def simulate(
     ce = competitive_equilibrium(v, c)[3]
     if ce <= 0:
         raise ValueError("values and costs admit no gains from trade (CE surplus 0)")
-    out = simulate_sessions(
+    surplus, trades, prices = simulate_queue(
         key, jnp.asarray(v, jnp.float32), jnp.asarray(c, jnp.float32),
-        jnp.float32(lo), jnp.float32(hi),
-        trader=trader, num_sessions=int(num_sessions), max_steps=int(max_steps),
+        jnp.float32(lo), jnp.float32(hi), trader=trader,
+        num_sessions=int(num_sessions), max_steps=int(max_steps), lanes=LANES,
     )  # fmt: skip
-    return DAResult(out.surplus / jnp.float32(ce), out.num_trades, out.prices)
+    return DAResult(surplus / jnp.float32(ce), trades, prices)

@@ -130,10 +130,24 @@ def test_zi_c_is_efficient_and_zi_u_is_not():
     np.testing.assert_array_equal(
         np.asarray(zc.efficiency), np.asarray(again.efficiency)
     )
-    before = da.simulate_sessions._cache_size()
+    before = da.simulate_queue._cache_size()
     da.simulate(jax.random.key(9), values, costs, trader="zi_c", num_sessions=500,
                 max_steps=500)  # fmt: skip
-    assert da.simulate_sessions._cache_size() == before
+    assert da.simulate_queue._cache_size() == before
+
+
+@pytest.mark.parametrize("trader", da.TRADERS)
+def test_work_queue_gives_the_same_sessions_as_the_plain_vmap(trader):
+    values = jnp.linspace(60.0, 190.0, 6)
+    costs = jnp.linspace(20.0, 150.0, 7)
+    kw = {"trader": trader, "num_sessions": 150, "max_steps": 700}
+    plain = da.simulate_sessions(jax.random.key(4), values, costs, 1.0, 200.0, **kw)
+    queued = da.simulate_queue(
+        jax.random.key(4), values, costs, 1.0, 200.0, lanes=16, **kw
+    )
+    np.testing.assert_array_equal(np.asarray(plain.surplus), np.asarray(queued[0]))
+    np.testing.assert_array_equal(np.asarray(plain.num_trades), np.asarray(queued[1]))
+    np.testing.assert_array_equal(np.asarray(plain.prices), np.asarray(queued[2]))
 
 
 def test_competitive_equilibrium_by_hand():
