@@ -1,8 +1,9 @@
 """marketjax: market-based AI in JAX.
 
-The four public modules are re-exported here (DESIGN.md, "Public contract"):
+The public modules are re-exported here (DESIGN.md, "Public contract"):
 
     from marketjax import auctions, equilibrium, nn_market, prices
+    from marketjax import lmsr, double_auction   # markets beyond RL (issue 13)
 
 They are imported lazily, so ``import marketjax`` stays cheap and a script that only
 needs the auctions never pays for the embeddings.

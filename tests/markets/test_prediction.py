@@ -3,6 +3,8 @@ counted, nobody is overdrawn, wealth flows to the informed, the run writes its f
 
 import json
 import math
+import os
+import pathlib
 import subprocess
 import sys
 
@@ -97,12 +99,18 @@ def test_wealth_moves_to_the_informed_trader_and_prices_follow():
 
 def test_script_writes_a_run_directory(tmp_path):
     out = tmp_path / "run"
+    root = pathlib.Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
     cmd = [
-        sys.executable, "scripts/prediction_market.py", "--out", str(out),
+        sys.executable, str(root / "scripts/prediction_market.py"), "--out", str(out),
         "dataset=breast_cancer", "num_traders=6", "num_noise=2", "batch=8",
         "features_per_trader=[1,2]", "rounds=1",
     ]  # fmt: skip
-    subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["test"]) >= {"market", "logistic_regression", "traders_average"}
     assert summary["money_imbalance"] < 1e-5
