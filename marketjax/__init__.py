@@ -1,8 +1,9 @@
 """marketjax: market-based AI in JAX.
 
-The four public modules are re-exported here (DESIGN.md, "Public contract"):
+The public modules are re-exported here (DESIGN.md, "Public contract"):
 
     from marketjax import auctions, equilibrium, nn_market, prices
+    from marketjax import lmsr, double_auction   # markets beyond RL (issue 13)
 
 They are imported lazily, so ``import marketjax`` stays cheap and a script that only
 needs the auctions never pays for the embeddings.
@@ -18,6 +19,8 @@ _PUBLIC_MODULES = {
     "equilibrium": "marketjax.mechanisms.equilibrium",
     "nn_market": "marketjax.embeddings.nn_market",
     "prices": "marketjax.embeddings.prices",
+    "double_auction": "marketjax.mechanisms.double_auction",
+    "lmsr": "marketjax.mechanisms.lmsr",
 }
 
 __all__ = sorted(_PUBLIC_MODULES)
