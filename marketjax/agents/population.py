@@ -125,7 +125,7 @@ def renew(
     return Renewal(
         population=population,
         replaced=empty,
-        allowances=allowance * num_entries,
+        allowances=allowance * num_entries.astype(jnp.float32),
         exits_to_bank=exits_to_bank,
         num_exits=jnp.sum(bankrupt).astype(jnp.int32),
         num_entries=num_entries,

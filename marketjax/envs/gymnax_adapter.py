@@ -138,16 +138,18 @@ class BatchedEnv:
 
     def reset(self, key: jax.Array) -> tuple[jax.Array, Any]:
         keys = jax.random.split(key, self.num_envs)
-        obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
+        with jax.numpy_dtype_promotion("standard"):  # gymnax mixes dtypes freely
+            obs, state = jax.vmap(self.env.reset, in_axes=(0, None))(keys, self.params)
         return self._flat(obs), state
 
     def step(
         self, key: jax.Array, state: Any, action: jax.Array
     ) -> tuple[jax.Array, Any, jax.Array, jax.Array, dict]:
         keys = jax.random.split(key, self.num_envs)
-        obs, state, reward, terminated, truncated, info = jax.vmap(
-            self.env.step, in_axes=(0, 0, 0, None)
-        )(keys, state, action, self.params)
+        with jax.numpy_dtype_promotion("standard"):  # gymnax mixes dtypes freely
+            obs, state, reward, terminated, truncated, info = jax.vmap(
+                self.env.step, in_axes=(0, 0, 0, None)
+            )(keys, state, action, self.params)
         done = jnp.logical_or(terminated, truncated)
         info = {**info, "final_observation": self._flat(info["final_observation"])}
         return (

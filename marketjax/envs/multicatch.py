@@ -115,7 +115,7 @@ class MultiCatch(environment.Environment[MultiCatchState, MultiCatchParams]):
         ball_y = state.ball_y + 1
         landed = ball_y == state.paddle_y
         caught = paddle_x == state.ball_x
-        factor_rewards = landed * jnp.where(caught, 1.0, -1.0)
+        factor_rewards = landed.astype(jnp.float32) * jnp.where(caught, 1.0, -1.0)
         state = state.replace(paddle_x=paddle_x, ball_y=ball_y, time=state.time + 1)
         done = self.is_terminated(state, params)
         info = {

@@ -170,7 +170,8 @@ class DeepMarket:
         count = jnp.sum(ok.astype(jnp.int32))
         valid_slots = jnp.argsort(~ok, stable=True).astype(jnp.int32)  # valid first
         u = jax.random.uniform(key, (2, *ranking.winner.shape))
-        pick = jnp.minimum((u[1] * count).astype(jnp.int32), jnp.maximum(count - 1, 0))
+        draw = (u[1] * count.astype(u.dtype)).astype(jnp.int32)
+        pick = jnp.minimum(draw, jnp.maximum(count - 1, 0))
         lottery = valid_slots[pick]
         use_lottery = (u[0] < params.explore) & (ranking.winner >= 0)
         winner = jnp.where(use_lottery, lottery, ranking.winner)

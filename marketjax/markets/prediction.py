@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from marketjax.markets.books import Books
+from marketjax.markets.ledger import Books
 from marketjax.mechanisms import lmsr
 
 BELIEF_FLOOR = 1e-4  # beliefs are clipped to [floor, 1] and renormalised

@@ -22,7 +22,7 @@ import numpy as np
 
 from marketjax.agents import forecasters as fc
 from marketjax.markets import prediction as pm
-from marketjax.markets.books import books_imbalance
+from marketjax.markets.ledger import books_imbalance
 
 DEFAULTS = {
     "name": "prediction_digits",

@@ -14,7 +14,7 @@ import numpy as np
 
 from marketjax import lmsr
 from marketjax.markets import prediction as pm
-from marketjax.markets.books import books_imbalance
+from marketjax.markets.ledger import books_imbalance
 
 
 def utility(q, held, belief, dq, b):

@@ -1,0 +1,70 @@
+"""Q(λ): the λ-return recursion by hand, O(M) sample grouping, the ε schedule."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from marketjax.learners.q_lambda import (
+    agent_capacity,
+    group_by_owner,
+    lambda_returns,
+    linear_anneal,
+)
+
+
+def test_lambda_returns_match_a_hand_computed_case():
+    # T = 3, one episode: rewards 1, 2, 3; the episode ends after step 1.
+    reward = jnp.array([[1.0], [2.0], [3.0]])
+    done = jnp.array([[False], [True], [False]])
+    credit = jnp.array([[10.0], [20.0], [30.0]])
+    gamma, lam = 0.5, 0.25
+    y = np.asarray(lambda_returns(reward, done, credit, gamma, lam))[:, 0]
+    y2 = 3.0 + 0.5 * (0.75 * 30.0 + 0.25 * 30.0)  # bootstrap y_T = c_T = 30
+    y1 = 2.0  # the episode ended: no credit follows
+    y0 = 1.0 + 0.5 * (0.75 * 10.0 + 0.25 * y1)
+    np.testing.assert_allclose(y, [y0, y1, y2], rtol=1e-6)
+
+
+def test_lambda_zero_is_the_one_step_payoff():
+    reward = jnp.array([[1.0, 0.5], [2.0, 0.0]])
+    done = jnp.zeros((2, 2), bool)
+    credit = jnp.array([[4.0, 3.0], [5.0, 6.0]])
+    y = lambda_returns(reward, done, credit, 0.9, 0.0)
+    np.testing.assert_allclose(y, reward + 0.9 * credit, rtol=1e-6)
+
+
+def test_group_by_owner_gathers_each_agents_own_samples():
+    owner = jnp.array([2, 0, -1, 2, 1, 2, 0, 2], jnp.int32)
+    index, mask = group_by_owner(jax.random.key(0), owner, 3, 8)
+    index, mask = np.asarray(index), np.asarray(mask)
+    for agent in range(3):
+        got = sorted(index[agent][mask[agent]].tolist())
+        want = [i for i, o in enumerate(owner.tolist()) if o == agent]
+        assert got == want
+    assert mask.sum() == 7  # the sample nobody held is dropped
+
+
+def test_an_over_full_agent_learns_from_a_random_subset():
+    owner = jnp.zeros((100,), jnp.int32)  # agent 0 holds every sample
+    index, mask = group_by_owner(jax.random.key(1), owner, 4, 10)
+    assert np.asarray(mask).sum(axis=1).tolist() == [10, 0, 0, 0]
+    kept = set(np.asarray(index)[0].tolist())
+    assert len(kept) == 10  # distinct samples
+    other, _ = group_by_owner(jax.random.key(2), owner, 4, 10)
+    assert set(np.asarray(other)[0].tolist()) != kept  # a different subset
+
+
+def test_capacity_is_a_multiple_of_a_fair_share_but_never_above_the_batch():
+    assert agent_capacity(1024, 2, 2.0) == 1024
+    assert agent_capacity(1024, 64, 2.0) == 32
+    assert agent_capacity(10, 64, 2.0) == 1
+
+
+@pytest.mark.parametrize(
+    ("index", "expected"), [(0, 1.0), (5, 0.525), (10, 0.05), (99, 0.05)]
+)
+def test_exploration_anneals_linearly_then_holds(index, expected):
+    # 100 updates, annealed over the first 10% of them
+    value = linear_anneal(1.0, 0.05, 0.1, 100, index)
+    np.testing.assert_allclose(float(value), expected, rtol=1e-6)

@@ -1,0 +1,94 @@
+"""CAPITALISM's selection: exit threshold, min age, cloning, allowance accounting."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from marketjax.agents.families import make_family
+from marketjax.agents.population import PopulationParams, init_population, renew
+from marketjax.learners import chain, selection
+
+
+def _pop(wealth, age):
+    family = make_family("linear", 4, 3)
+    pop = init_population(jax.random.key(0), family, len(wealth), 0.0)
+    return family, pop.replace(
+        wealth=jnp.asarray(wealth, jnp.float32), age=jnp.asarray(age, jnp.int32)
+    )
+
+
+def _params(allowance=7.0, threshold=1.0, clone_prob=1.0, min_age=1):
+    return PopulationParams(
+        allowance=jnp.float32(allowance),
+        exit_threshold=jnp.float32(threshold),
+        clone_prob=jnp.float32(clone_prob),
+        mutation_scale=jnp.float32(0.0),
+        min_age=jnp.int32(min_age),
+    )
+
+
+def test_renew_replaces_the_bankrupt_who_are_old_enough():
+    family, pop = _pop([0.5, 9.0, -2.0, 0.2], [3, 3, 3, 0])
+    out = renew(jax.random.key(1), family, pop, _params())
+    # slots 0 and 2 are below the threshold and old enough; slot 3 is too young
+    np.testing.assert_array_equal(out.replaced, [True, False, True, False])
+    assert int(out.num_exits) == 2 and int(out.num_entries) == 2
+    np.testing.assert_allclose(out.exits_to_bank, 0.5 - 2.0)  # debts go too
+    np.testing.assert_allclose(out.allowances, 14.0)
+    np.testing.assert_allclose(out.population.wealth, [7.0, 9.0, 7.0, 0.2])
+    np.testing.assert_array_equal(out.population.age, [0, 4, 0, 1])
+    # clone_prob 1: both entrants are clones of the richest (slot 1), unmutated
+    np.testing.assert_array_equal(out.population.parent, [1, -1, 1, -1])
+    bid = out.population.params["bid"]
+    np.testing.assert_array_equal(bid["w"][0], bid["w"][1])
+    np.testing.assert_array_equal(bid["c"][2], bid["c"][1])
+
+
+def test_renew_keeps_money_counted():
+    family, pop = _pop([0.5, 9.0, -2.0, 0.2], [3, 3, 3, 3])
+    out = renew(jax.random.key(1), family, pop, _params(clone_prob=0.0))
+    before = float(jnp.sum(pop.wealth))
+    after = float(jnp.sum(out.population.wealth))
+    # what left went to the bank, what entered was minted
+    np.testing.assert_allclose(
+        after, before - float(out.exits_to_bank) + float(out.allowances), rtol=1e-6
+    )
+    np.testing.assert_array_equal(out.population.parent, [-1, -1, -1, -1])
+
+
+def test_selection_learner_reports_flows_and_a_chain_resets_the_others():
+    family, pop = _pop([0.5, 9.0, 3.0], [3, 3, 3])
+    params = {
+        "allowance": jnp.float32(5.0),
+        "exit_threshold": jnp.float32(1.0),
+        "clone_prob": jnp.float32(1.0),
+        "mutation_scale": jnp.float32(0.0),
+    }
+    resets = []
+
+    class Counter:
+        @staticmethod
+        def init(population):
+            return jnp.ones(population.wealth.shape)
+
+        @staticmethod
+        def update(key, state, population, experience, params):
+            from marketjax.learners.base import no_change
+
+            return no_change(population, state + 1.0, {})
+
+        @staticmethod
+        def reset(state, replaced, population):
+            resets.append(1)
+            return jnp.where(replaced, 0.0, state)
+
+    learner = chain(Counter, selection(family, min_age=1))
+    state = learner.init(pop)
+    out = learner.update(jax.random.key(0), state, pop, None, params)
+    np.testing.assert_array_equal(out.replaced, [True, False, False])
+    np.testing.assert_allclose(out.bank_delta, 0.5)
+    np.testing.assert_allclose(out.allowances, 5.0)
+    assert out.metrics["entries"] == 1 and out.metrics["exits"] == 1
+    # the counter's state was reset for the replaced slot only
+    np.testing.assert_allclose(out.state[0], [0.0, 2.0, 2.0])
+    assert resets
