@@ -74,7 +74,7 @@ def test_shape_setting_keys_are_refused_in_a_sweep(tmp_path, key):
 
 
 def test_sweep_values_are_range_checked(tmp_path):
-    with pytest.raises(ConfigError, match="deep.gamma"):
+    with pytest.raises(ConfigError, match=r"deep\.gamma"):
         parse_train_config(_tiny(tmp_path, sweep={"deep.gamma": [0.5, 1.5]}))
     with pytest.raises(ConfigError, match="non-empty list"):
         parse_train_config(_tiny(tmp_path, sweep={"deep.lr": []}))
