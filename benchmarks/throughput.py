@@ -29,13 +29,15 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-from marketjax.markets.deep_train import make_trainer
 
 from marketjax.agents.families import make_family
 from marketjax.agents.population import init_population
+from marketjax.algos.deep import make_trainer
 from marketjax.envs.gymnax_adapter import BatchedEnv, make_gymnax
 from marketjax.experiment.registry import parse_train_config
+from marketjax.experiment.runner import as_params
 from marketjax.markets.deep import DeepMarket, DeepMarketParams
+from marketjax.markets.rollout import rollout
 
 ENV = "CartPole-v1"
 
@@ -103,39 +105,42 @@ def act_case(batch: int, n: int, family: str):
     steps = _steps_per_call(batch)
 
     def run(s):
-        return market.rollout(jax.random.key(2), s, params, steps)
+        return rollout(market, jax.random.key(2), s, params, steps)
 
     return run, state, batch * steps
 
 
 def learn_case(batch: int, n: int, family: str):
     """Full updates of the ``algo: deep`` trainer (``learning: bids``)."""
-    rollout = 16
-    updates = max(1, _steps_per_call(batch) // (4 * rollout))
+    horizon = 16
+    updates = max(1, _steps_per_call(batch) // (4 * horizon))
     config = parse_train_config(
         {
             "name": "bench",
             "algo": "deep",
             "env": ENV,
             "num_envs": batch,
-            "total_env_steps": batch * rollout * updates,
+            "total_env_steps": batch * horizon * updates,
             "deep": {
                 "num_agents": n,
                 "family": family,
                 "hidden": [64, 64],
                 "learning": "bids",
-                "rollout_steps": rollout,
+                "rollout_steps": horizon,
                 "epochs": 1,
             },
         }
     )
     trainer = make_trainer(config)
-    state = jax.jit(trainer.init)(jax.random.key(0))
+    params = as_params(trainer.params)
+    state = jax.jit(trainer.init)(jax.random.key(0), params)
 
     def run(ts):
-        return jax.lax.scan(lambda s, _: trainer.update(s), ts, None, length=updates)
+        return jax.lax.scan(
+            lambda s, _: trainer.update(s, params), ts, None, length=updates
+        )
 
-    return run, state, batch * rollout * updates
+    return run, state, batch * horizon * updates
 
 
 def plot(rows: list[dict], path: Path) -> None:
