@@ -162,7 +162,7 @@ class DeepMarket:
 
         Returns ``(winner i32[B], top f32[B], Payment, capped bool[B])``.
         """
-        bids, valid, raw = self.capped_bids(population, obs, params.rent)
+        bids, valid, _ = self.capped_bids(population, obs, params.rent)
         ranking = rank_bids(bids, valid)
         ok = population.alive & (population.wealth > 0.0)  # bool[N]
         count = jnp.sum(ok.astype(jnp.int32))
