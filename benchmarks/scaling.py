@@ -16,6 +16,10 @@ the best of ``repeats`` timed calls after a warm-up call, with
 
     .venv/bin/python benchmarks/scaling.py [--quick] [--env CartPole-v1]
         [--batches 1,16,256,4096] [--algos ppo,deep] [--out benchmarks/out] [--append]
+        [--agents 2,8,64]
+
+``--agents`` adds the N axis: the deep market's training loop at each batch B for
+N agents (``benchmarks/agents_scaling.py``), rows labelled ``deep N=<n>``.
 """
 
 from __future__ import annotations
@@ -179,6 +183,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         default=None,
         help="comma-separated algorithms (default: all registered)",
     )
+    parser.add_argument(
+        "--agents",
+        default=None,
+        help="comma-separated N values: the deep market at each B and N",
+    )
     parser.add_argument("--configs", default="configs")
     parser.add_argument("--out", default="benchmarks/out")
     parser.add_argument(
@@ -237,6 +246,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
+
+    if args.agents:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from agents_scaling import measure
+
+        for batch in batches:
+            for n in (int(x) for x in args.agents.split(",")):
+                row = measure(n, batch, 4 if args.quick else 20, repeats)
+                row.update(bench="scaling", algo=f"deep N={n}", env=args.env)
+                row.update(device=device, quick=args.quick)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
