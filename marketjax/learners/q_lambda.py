@@ -157,7 +157,7 @@ def q_lambda(
         values = jax.vmap(value_fn, (None, 0))(agent_params, obs)  # [C, O]
         taken = jnp.take_along_axis(values, output[:, None], axis=-1)[:, 0]
         err = jnp.where(mask, taken - target, 0.0)
-        return jnp.sum(err**2) / jnp.maximum(jnp.sum(mask), 1.0)
+        return jnp.sum(err**2) / jnp.maximum(jnp.sum(mask.astype(err.dtype)), 1.0)
 
     grad_fn = jax.vmap(jax.value_and_grad(loss))
 
@@ -185,7 +185,8 @@ def q_lambda(
             value, grads = grad_fn(
                 trainable, obs[chosen // k], output[chosen], y[chosen], mask
             )
-            updates, opt_state = jax.vmap(tx.update)(grads, opt_state, trainable)
+            with jax.numpy_dtype_promotion("standard"):  # optax mixes int counts
+                updates, opt_state = jax.vmap(tx.update)(grads, opt_state, trainable)
             trainable = optax.apply_updates(trainable, updates)
             return (trainable, opt_state), jnp.mean(value)
 

@@ -163,7 +163,7 @@ def buyer_round(key, wealth, theta, informers, alive, params, *, protocol, offer
     flip = jax.random.uniform(k_signal, (num_j,)) > informers.quality
     signals = jnp.logical_xor(theta, flip)  # bool[J], each informer's signal
     # live informers first, in random order
-    order = jnp.argsort(jax.random.uniform(k_order, (num_j,)) + 2.0 * ~alive)[:offers]
+    order = jnp.argsort(jax.random.uniform(k_order, (num_j,)) + jnp.where(alive, 0.0, 2.0))[:offers]
     start = Buyer(jnp.log(params.prior) - jnp.log1p(-params.prior), wealth,
                   jnp.zeros(num_j, bool))  # fmt: skip
 
@@ -193,7 +193,7 @@ def round_step(key, state: BazaarState, informers, params, *, protocol, offers):
     buyers, fees, spend, payoff, correct = jax.vmap(one)(
         jax.random.split(k_buyers, m), state.buyer_wealth, theta
     )
-    revenue = jnp.sum(buyers.bought * informers.price[None], axis=0)
+    revenue = jnp.sum(jnp.where(buyers.bought, informers.price[None], 0.0), axis=0)
     cost = jnp.where(
         state.alive, params.production_cost * (informers.quality - 0.5), 0.0
     )

@@ -70,6 +70,7 @@ def ownership_diagnostics(
     ages = age[jnp.minimum(slots, num_agents - 1)].astype(jnp.float32)
     return {
         "win_top_share": jnp.max(wins) / num_won,
-        "capped_fraction": jnp.sum(capped.reshape(-1) & won) / num_won,
+        "capped_fraction": jnp.sum((capped.reshape(-1) & won).astype(jnp.float32))
+        / num_won,
         "owner_age": jnp.sum(jnp.where(won, ages, 0.0)) / num_won,
     }

@@ -103,7 +103,8 @@ def round_step(key, state: LatentState, seen, fresh, params: LatentParams):
     masks = _block_masks(d, k)
     grad = jax.grad(lambda m: jnp.mean(log_marginal(m, seen)))
     b = params.liquidity
-    step = params.step_size / jnp.sqrt(1.0 + state.round / params.step_decay)
+    rounds = state.round.astype(jnp.float32)
+    step = params.step_size / jnp.sqrt(1.0 + rounds / params.step_decay)
 
     def move(model, i):
         active = state.wealth[i] > 0

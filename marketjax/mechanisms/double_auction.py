@@ -158,7 +158,7 @@ def _quote_chunk(key, st, t, values, costs, lower, upper, max_steps):
         t, u = x
         waiting = jnp.concatenate([~st.bought, ~st.sold]).astype(jnp.int32)
         count = jnp.sum(waiting)
-        k = jnp.minimum((u[0] * count).astype(jnp.int32), count - 1)
+        k = jnp.minimum((u[0] * count.astype(u.dtype)).astype(jnp.int32), count - 1)
         who = jnp.argmax(jnp.cumsum(waiting) > k).astype(jnp.int32)
         who = jnp.where((count > 0) & (t < max_steps), who, -1)
         w = jnp.maximum(who, 0)

@@ -259,7 +259,7 @@ def _proportional_response(budgets, utilities, supply, rho, tol, max_iters, *, k
 
     def update(bids):
         if kind == "cobb_douglas":
-            return budgets[:, None] * jnp.exp(log_u) * valued
+            return jnp.where(valued, budgets[:, None] * jnp.exp(log_u), 0.0)
         p = prices_of(bids)
         x = bids / jnp.where(p > 0, p, 1.0)[None, :]
         log_x = jnp.log(jnp.maximum(x, jnp.finfo(jnp.float32).tiny))
@@ -279,7 +279,9 @@ def _proportional_response(budgets, utilities, supply, rho, tol, max_iters, *, k
         return p, x, z, max_residual(p, z)
 
     count = jnp.sum(valued, axis=1, keepdims=True)
-    bids0 = budgets[:, None] * valued / jnp.maximum(count, 1)
+    bids0 = jnp.where(valued, budgets[:, None], 0.0) / jnp.maximum(count, 1).astype(
+        budgets.dtype
+    )
     p0, x0, z0, r0 = evaluate(bids0)
 
     def cond(s):

@@ -89,7 +89,8 @@ def demand(
         shares = masked_softmax(logits, valued)
     else:
         best = mbb_goods(utilities, prices)
-        shares = best / jnp.maximum(jnp.sum(best, axis=1, keepdims=True), 1)
+        best_f = jnp.where(best, 1.0, 0.0)
+        shares = best_f / jnp.maximum(jnp.sum(best_f, axis=1, keepdims=True), 1.0)
     return _per_unit(budgets[:, None] * shares, prices)
 
 
@@ -115,6 +116,6 @@ def linear_nearest(
     best = mbb_goods(utilities, prices)
     kept = jnp.where(best, bids, 0.0)
     total = jnp.sum(kept, axis=1, keepdims=True)
-    count = jnp.maximum(jnp.sum(best, axis=1, keepdims=True), 1)
-    shares = jnp.where(total > 0, kept / jnp.where(total > 0, total, 1.0), best / count)
+    count = jnp.maximum(jnp.sum(best, axis=1, keepdims=True), 1).astype(kept.dtype)
+    shares = jnp.where(total > 0, kept / jnp.where(total > 0, total, 1.0), jnp.where(best, 1.0, 0.0) / count)
     return _per_unit(budgets[:, None] * shares, prices)

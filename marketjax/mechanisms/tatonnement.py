@@ -167,7 +167,8 @@ def run_tatonnement(
 
     def body(s: _LoopState) -> _LoopState:
         grads = -s.excess * grad_scale
-        updates, opt_state = optimizer.update(grads, s.opt_state, s.params)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes int counts
+            updates, opt_state = optimizer.update(grads, s.opt_state, s.params)
         params = optax.apply_updates(s.params, updates)
         if multiplicative:
             prices = jnp.exp(params)

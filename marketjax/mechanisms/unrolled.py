@@ -64,7 +64,9 @@ def fisher(
         return budgets[:, None] * fisher_demand.masked_softmax(logits, valued), None
 
     count = jnp.sum(valued, axis=1, keepdims=True)
-    bids0 = budgets[:, None] * valued / jnp.maximum(count, 1)
+    bids0 = jnp.where(valued, budgets[:, None], 0.0) / jnp.maximum(count, 1).astype(
+        budgets.dtype
+    )
     bids, _ = jax.lax.scan(update, bids0, None, length=num_iters)
     return jnp.sum(bids, axis=0) / supply
 

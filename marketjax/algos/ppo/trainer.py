@@ -252,7 +252,9 @@ def make_trainer(config: TrainConfig) -> Trainer:
     def minibatch_step(carry, batch: Batch, p):
         params, opt_state = carry
         (loss, parts), grads = grad_fn(params, batch, p)
-        updates, opt_state = make_optimizer(config, p).update(grads, opt_state, params)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes int counts
+            tx = make_optimizer(config, p)
+            updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
         return (params, opt_state), (loss, parts)
 
