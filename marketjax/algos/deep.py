@@ -38,8 +38,8 @@ from marketjax.learners import (
     selection,
 )
 from marketjax.markets.deep import DeepMarket, DeepMarketParams, StepRecord
-from marketjax.markets.ledger import RENT_BASES
 from marketjax.markets.diagnostics import ownership_diagnostics
+from marketjax.markets.ledger import RENT_BASES
 from marketjax.mechanisms.payments import RULES
 
 

@@ -116,7 +116,7 @@ def test_parent_funding_the_richest_pays_for_its_clones_and_nothing_is_minted():
 def test_dividends_move_a_share_of_profit_from_child_to_parent():
     from marketjax.agents.population import pay_dividends
 
-    family, pop = _pop([10.0, 5.0, 7.0, 1.0], [3, 3, 3, 3])
+    _, pop = _pop([10.0, 5.0, 7.0, 1.0], [3, 3, 3, 3])
     pop = pop.replace(parent=jnp.array([-1, 0, 0, 2], jnp.int32))
     baseline = jnp.array([10.0, 3.0, 9.0, 0.0])
     out, paid = pay_dividends(pop, baseline, jnp.float32(0.25))
