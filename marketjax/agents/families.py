@@ -9,7 +9,10 @@ Each family is written for ONE agent and lifted to a population with ``vmap``
 - ``mutate(key, params, scale) -> params``: a perturbed clone (Baum's Hayek machine).
 
 Families: ``linear`` (constant action, linear bid), ``mlp`` (constant action, MLP bid
-with optional LayerNorm), ``policy`` (MLP action, MLP bid).
+with optional LayerNorm), ``policy`` (MLP action, MLP bid), ``linear_policy`` (a
+small deterministic program, the action ``argmax(obs @ W + b)``, with a linear bid:
+Baum's Hayek agents, whose bid is part of the mutated program under selection, or
+learned under Q(λ)).
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-FAMILIES = ("linear", "mlp", "policy")
+FAMILIES = ("linear", "mlp", "policy", "linear_policy")
+LINEAR_BIDS = ("linear", "linear_policy")  # families whose bid is obs @ w + c
 _UNROLL_MAX_DIM = 16  # linear bids on observations up to this size are unrolled
 
 
@@ -98,7 +102,7 @@ def make_family(
 
     def init(key):
         k_action, k_bid, k_act = jax.random.split(key, 3)
-        if name == "linear":
+        if name in LINEAR_BIDS:
             bid = {
                 "w": bid_init_scale * jax.random.normal(k_bid, (obs_dim,)),
                 "c": jnp.float32(1.0),
@@ -107,12 +111,18 @@ def make_family(
             bid = bid_net.init(k_bid, dummy)
         if name == "policy":
             action = act_net.init(k_act, dummy)
+        elif name == "linear_policy":
+            k_w, k_b = jax.random.split(k_act)
+            action = {
+                "w": jax.random.normal(k_w, (obs_dim, num_actions)),  # f32[D, A]
+                "b": 0.1 * jax.random.normal(k_b, (num_actions,)),  # f32[A]
+            }
         else:
             action = jax.random.randint(k_action, (), 0, num_actions)
         return {"action": action, "bid": bid}
 
     def bid(params, obs):
-        if name == "linear":
+        if name in LINEAR_BIDS:
             return obs @ params["bid"]["w"] + params["bid"]["c"]
         return bid_net.apply(params["bid"], obs)
 
@@ -120,12 +130,15 @@ def make_family(
         if name == "policy":
             logits = act_net.apply(params["action"], obs)
             return jax.random.categorical(key, logits).astype(jnp.int32)
+        if name == "linear_policy":
+            logits = obs @ params["action"]["w"] + params["action"]["b"]
+            return jnp.argmax(logits).astype(jnp.int32)
         return params["action"].astype(jnp.int32)
 
     def mutate(key, params, scale):
         k_bid, k_act, k_flip, k_new = jax.random.split(key, 4)
         new_bid = perturb_floats(k_bid, params["bid"], scale)
-        if name == "policy":
+        if name in ("policy", "linear_policy"):
             new_action = perturb_floats(k_act, params["action"], scale)
         else:
             flip = jax.random.bernoulli(k_flip, action_flip_prob)
@@ -133,7 +146,8 @@ def make_family(
             new_action = jnp.where(flip, fresh, params["action"])
         return {"action": new_action, "bid": new_bid}
 
-    return AgentFamily(name, init, bid, act, mutate, name != "policy", num_actions)
+    constant = name in ("linear", "mlp")
+    return AgentFamily(name, init, bid, act, mutate, constant, num_actions)
 
 
 def population_bids(family: AgentFamily, params: Any, obs: jax.Array) -> jax.Array:
@@ -148,7 +162,7 @@ def population_bids(family: AgentFamily, params: Any, obs: jax.Array) -> jax.Arr
       f32[B, N] raw bids (vmap over agents of vmap over episodes; for the linear
       family ``obs @ W.T + c``, unrolled into multiply-adds for small observations).
     """
-    if family.name == "linear":
+    if family.name in LINEAR_BIDS:
         w, c = params["bid"]["w"], params["bid"]["c"]
         if obs.shape[-1] > _UNROLL_MAX_DIM:
             return obs @ w.T + c[None, :]

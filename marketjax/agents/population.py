@@ -5,6 +5,14 @@ agents lose the power to bid (bids are capped by wealth), bankrupt agents leave,
 new agents enter with an allowance (fresh draws from the family, or mutated clones of
 the richest agent, as in Baum's Hayek machine). Every flow is returned to the caller
 so that the market's books can count it.
+
+Entry is financed in one of two ways (``ENTRY_FUNDING``): ``mint`` grants the
+allowance as new money (counted by the books as an allowance), ``parent`` is
+Baum's Hayek rule: the creator (the richest agent, whose mutated clone enters)
+pays its children's allowances out of its own wealth (an internal transfer, so
+nothing is minted; a parent that cannot afford a full allowance for each child
+splits what it has), and then earns ``parent_share`` of each child's profits
+(:func:`pay_dividends`). Fresh draws have no parent and are always minted.
 """
 
 from __future__ import annotations
@@ -18,6 +26,8 @@ from flax import struct
 from marketjax.agents.families import AgentFamily
 from marketjax.core.axes import axes
 
+ENTRY_FUNDING = ("mint", "parent")  # who pays an entrant's allowance
+
 
 @struct.dataclass
 class Population:
@@ -27,7 +37,8 @@ class Population:
     wealth: jax.Array = axes("N")  # f32[N]
     alive: jax.Array = axes("N")  # bool[N]
     age: jax.Array = axes("N")  # i32[N], updates survived since entry
-    parent: jax.Array = axes("N")  # i32[N], slot cloned from at entry (-1: fresh)
+    parent: jax.Array = axes("N")  # i32[N], slot cloned from at entry (-1: fresh,
+    # or the parent has since left: a newcomer in its slot is not the parent)
 
     @property
     def size(self) -> int:
@@ -43,6 +54,7 @@ class PopulationParams:
     clone_prob: jax.Array  # f32[], P(new agent is a mutated clone of the richest)
     mutation_scale: jax.Array  # f32[], std of the Gaussian mutation of clones
     min_age: jax.Array  # i32[], agents younger than this cannot go bankrupt
+    parent_share: jax.Array = 0.0  # f32[], share of a child's profit paid to its parent
 
 
 class Renewal(NamedTuple):
@@ -51,6 +63,7 @@ class Renewal(NamedTuple):
     population: Population
     replaced: jax.Array  # bool[N], slots that hold a new agent
     allowances: jax.Array  # f32[], total wealth granted to entrants (minted)
+    parent_paid: jax.Array  # f32[], allowances parents paid for their clones
     exits_to_bank: jax.Array  # f32[], wealth of leavers handed to the bank
     num_exits: jax.Array  # i32[]
     num_entries: jax.Array  # i32[]
@@ -77,16 +90,49 @@ def init_population(
     )
 
 
+def pay_dividends(
+    pop: Population, baseline: jax.Array, share: jax.Array
+) -> tuple[Population, jax.Array]:
+    """Hayek's rule: each child pays its parent ``share`` of its profit.
+
+    Args:
+      pop: the population (``parent`` i32[N], -1 for none).
+      baseline: f32[N] each agent's wealth at the start of the period.
+      share: f32[] in [0, 1].
+
+    Returns:
+      ``(population, total paid f32[])``; a child pays ``share·max(w − baseline,
+      0)`` (nothing on a loss), moved from child to parent, so Σ wealth is
+      unchanged.
+    """
+    n = pop.size
+    has_parent = pop.alive & (pop.parent >= 0)
+    dividend = jnp.where(
+        has_parent, share * jnp.maximum(pop.wealth - baseline, 0.0), 0.0
+    )
+    to_parent = jax.ops.segment_sum(
+        dividend, jnp.where(has_parent, pop.parent, n), num_segments=n + 1
+    )[:n]
+    return pop.replace(wealth=pop.wealth - dividend + to_parent), jnp.sum(dividend)
+
+
 def renew(
-    key: jax.Array, family: AgentFamily, pop: Population, params: PopulationParams
+    key: jax.Array,
+    family: AgentFamily,
+    pop: Population,
+    params: PopulationParams,
+    funding: str = "mint",
 ) -> Renewal:
     """Exit of bankrupt agents, then entry into every empty slot.
 
     Leavers' wealth (possibly negative: debts) goes to the bank. Entrants receive
-    ``params.allowance`` newly granted to the economy. With probability
-    ``clone_prob`` an entrant is a mutated clone of the richest surviving agent,
-    otherwise a fresh draw from the family.
+    ``params.allowance``: newly granted to the economy (``funding="mint"``), or,
+    for clones under ``funding="parent"``, paid by the parent (see the module
+    docstring). With probability ``clone_prob`` an entrant is a mutated clone of
+    the richest surviving agent, otherwise a fresh draw from the family.
     """
+    if funding not in ENTRY_FUNDING:
+        raise ValueError(f"unknown entry funding {funding!r}; expected {ENTRY_FUNDING}")
     k_fresh, k_mut, k_clone = jax.random.split(key, 3)
     n = pop.size
     bankrupt = (
@@ -114,18 +160,38 @@ def renew(
 
     new_params = jax.tree.map(pick, pop.params, clones, fresh)
     allowance = jnp.asarray(params.allowance, jnp.float32)
+    cloned = empty & use_clone
+    num_clones = jnp.sum(cloned).astype(jnp.float32)
+    grant = jnp.where(empty, allowance, 0.0)  # f32[N]
+    if funding == "parent":
+        # The parent pays a full allowance per child if it can, else splits its
+        # positive wealth equally among them.
+        afford = jnp.maximum(wealth[richest], 0.0) / jnp.maximum(num_clones, 1.0)
+        each = jnp.minimum(allowance, afford)
+        grant = jnp.where(cloned, each, grant)
+        parent_paid = each * num_clones
+        wealth = wealth.at[richest].add(-parent_paid)
+        minted = jnp.sum(jnp.where(empty & ~use_clone, grant, 0.0))
+    else:
+        parent_paid = jnp.zeros((), jnp.float32)
+        minted = jnp.sum(grant)
+    # Children of a slot that was just emptied lose their parent (the newcomer in
+    # that slot is someone else).
+    orphaned = (pop.parent >= 0) & empty[jnp.maximum(pop.parent, 0)]
+    parent = jnp.where(orphaned, -1, pop.parent)
     population = Population(
         params=new_params,
-        wealth=jnp.where(empty, allowance, wealth),
+        wealth=jnp.where(empty, grant, wealth),
         alive=jnp.ones((n,), bool),
         age=jnp.where(empty, 0, pop.age + 1),
-        parent=jnp.where(empty, jnp.where(use_clone, richest, -1), pop.parent),
+        parent=jnp.where(empty, jnp.where(use_clone, richest, -1), parent),
     )
     num_entries = jnp.sum(empty).astype(jnp.int32)
     return Renewal(
         population=population,
         replaced=empty,
-        allowances=allowance * num_entries.astype(jnp.float32),
+        allowances=minted,
+        parent_paid=parent_paid,
         exits_to_bank=exits_to_bank,
         num_exits=jnp.sum(bankrupt).astype(jnp.int32),
         num_entries=num_entries,

@@ -39,6 +39,7 @@ from marketjax.learners import (
 )
 from marketjax.markets.deep import DeepMarket, DeepMarketParams, StepRecord
 from marketjax.markets.diagnostics import ownership_diagnostics
+from marketjax.markets.ledger import RENT_BASES
 from marketjax.mechanisms.payments import RULES
 
 
@@ -47,8 +48,13 @@ class DeepConfig(MarketConfig):
     """The ``deep:`` section of a training config."""
 
     num_agents: int = field(8, lo=1, hi=100_000, doc="N agent slots")
-    family: Literal[FAMILIES] = field("mlp", doc="agent family: linear | mlp | policy")
+    family: Literal[FAMILIES] = field(
+        "mlp", doc="agent family: linear | mlp | policy | linear_policy"
+    )
     auction: Literal[RULES] = field("vickrey", doc="payment rule of the auctions")
+    rent_on: Literal[RENT_BASES] = field(
+        "owners", doc="owners: rent on rights held; all: on every living agent"
+    )
 
     def validate(self, config: TrainConfig) -> None:
         self.check_common(config, "deep")
@@ -80,7 +86,7 @@ def make_trainer(config: TrainConfig) -> Trainer:
     family = make_family(
         dc.family, env.spec.obs_dim, env.spec.num_actions, dc.hidden, dc.layer_norm
     )
-    market = DeepMarket(env, family, dc.auction, dc.rent_rule)
+    market = DeepMarket(env, family, dc.auction, dc.rent_rule, dc.rent_on)
     steps_per_update = dc.rollout_steps * config.num_envs
     num_updates = total_updates(config, steps_per_update)
     learners = {
@@ -94,7 +100,9 @@ def make_trainer(config: TrainConfig) -> Trainer:
             capacity_factor=dc.sample_capacity,
             anneal_lr=dc.anneal_lr,
         ),
-        "selection": lambda: selection(family, min_age=dc.min_age),
+        "selection": lambda: selection(
+            family, min_age=dc.min_age, funding=dc.entry_funding
+        ),
     }
     learner = chain(*(learners[name]() for name in LEARNING_CHAINS[dc.learning]))
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from marketjax.agents.population import ENTRY_FUNDING
 from marketjax.core.config import ConfigError, field
 from marketjax.learners import LEARNING_CHAINS
 from marketjax.markets.ledger import RENT_RULES
 
 Learning = Literal[tuple(LEARNING_CHAINS)]
 RentRule = Literal[RENT_RULES]
+EntryFunding = Literal[ENTRY_FUNDING]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,12 @@ class MarketConfig:
     allowance: float = field(10.0, lo=0.0, hi=1e30, doc="an entrant's endowment")
     exit_threshold: float = field(
         0.0, lo=-1e30, hi=1e30, doc="agents below this wealth leave"
+    )
+    entry_funding: EntryFunding = field(
+        "mint", doc="mint: allowances are new money; parent: the cloned parent pays"
+    )
+    parent_share: float = field(
+        0.0, lo=0.0, hi=1.0, doc="share of a child's profit paid to its parent"
     )
     clone_prob: float = field(0.8, lo=0.0, hi=1.0, doc="P(entrant clones the richest)")
     mutation_scale: float = field(0.05, lo=0.0, hi=1e3, doc="std of clone mutation")

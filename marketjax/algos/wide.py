@@ -115,7 +115,9 @@ def make_trainer(config: TrainConfig) -> Trainer:
             capacity_factor=wc.sample_capacity,
             anneal_lr=wc.anneal_lr,
         ),
-        "selection": lambda: selection(family, min_age=wc.min_age),
+        "selection": lambda: selection(
+            family, min_age=wc.min_age, funding=wc.entry_funding
+        ),
     }
     learner = chain(*(learners[name]() for name in LEARNING_CHAINS[wc.learning]))
 

@@ -43,7 +43,7 @@ class Trainer(NamedTuple):
 
 
 # Metrics that count events: summed over a chunk's updates rather than averaged.
-SUMMED_METRICS = ("entries", "exits")
+SUMMED_METRICS = ("entries", "exits", "dividends", "parent_paid", "minted")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -226,6 +226,9 @@ def train_and_write(
                 "  ", " "
             ),
         )
+        plots.plot_wealth(
+            d / "metrics.jsonl", d / "wealth.png", f"{config.name} {label}"
+        )
         if d != run_dir:
             write_json_atomic(d / "summary.json", summary)
         summaries.append((label, summary))

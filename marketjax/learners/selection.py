@@ -1,13 +1,17 @@
 """CAPITALISM's selection as a learner: wealth is the only thing that improves.
 
 After each update the bankrupt leave (their wealth, possibly debts, goes to the
-bank) and every empty slot is filled by an entrant endowed with an allowance
-(minted, counted in the books): a mutated clone of the richest agent (Baum's Hayek
-machine) or a fresh draw from the family (seed 002, Algorithm 1's training loop:
-"the parameters of this algorithm are the wealths of each agent"). The rule itself
-lives in :func:`marketjax.agents.population.renew`.
+bank) and every empty slot is filled by an entrant endowed with an allowance: a
+mutated clone of the richest agent (Baum's Hayek machine) or a fresh draw from the
+family (seed 002, Algorithm 1's training loop: "the parameters of this algorithm
+are the wealths of each agent"). The allowance is minted (counted in the books as
+an allowance) or, under ``funding="parent"``, paid by the clone's parent, who then
+earns ``parent_share`` of its children's profits each update (Baum's Hayek rule;
+the learner's state is every agent's wealth after the last renewal, the baseline
+of "profit"). The rules themselves live in :mod:`marketjax.agents.population`.
 
-Params read: ``allowance``, ``exit_threshold``, ``clone_prob``, ``mutation_scale``.
+Params read: ``allowance``, ``exit_threshold``, ``clone_prob``, ``mutation_scale``
+and, if present, ``parent_share``.
 """
 
 from __future__ import annotations
@@ -15,22 +19,25 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from marketjax.agents.families import AgentFamily
-from marketjax.agents.population import PopulationParams, renew
+from marketjax.agents.population import PopulationParams, pay_dividends, renew
 from marketjax.learners.base import Learner, LearnerOutput
 
 
-def selection(family: AgentFamily, *, min_age: int) -> Learner:
+def selection(family: AgentFamily, *, min_age: int, funding: str = "mint") -> Learner:
     """Builds the selection learner for one agent family.
 
     Args:
       family: the agents' family (``init`` for fresh draws, ``mutate`` for clones).
       min_age: updates an entrant survives before it can go bankrupt.
+      funding: ``"mint"`` or ``"parent"`` (``population.ENTRY_FUNDING``).
     """
 
     def init(population):
-        return ()
+        return population.wealth  # f32[N], the baseline of profits
 
-    def update(key, state, population, experience, params):
+    def update(key, baseline, population, experience, params):
+        share = jnp.asarray(params.get("parent_share", 0.0), jnp.float32)
+        population, dividends = pay_dividends(population, baseline, share)
         renewal = renew(
             key,
             family,
@@ -41,15 +48,20 @@ def selection(family: AgentFamily, *, min_age: int) -> Learner:
                 clone_prob=params["clone_prob"],
                 mutation_scale=params["mutation_scale"],
                 min_age=jnp.int32(min_age),
+                parent_share=share,
             ),
+            funding,
         )
         metrics = {
             "entries": renewal.num_entries.astype(jnp.float32),
             "exits": renewal.num_exits.astype(jnp.float32),
+            "dividends": dividends,
+            "parent_paid": renewal.parent_paid,
+            "minted": renewal.allowances,
         }
         return LearnerOutput(
             renewal.population,
-            state,
+            renewal.population.wealth,
             metrics,
             renewal.replaced,
             renewal.exits_to_bank,
@@ -57,6 +69,6 @@ def selection(family: AgentFamily, *, min_age: int) -> Learner:
         )
 
     def reset(state, replaced, population):
-        return state
+        return jnp.where(replaced, population.wealth, state)
 
     return Learner(init, update, reset)

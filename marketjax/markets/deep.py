@@ -4,7 +4,8 @@ Each step, in every one of B parallel episodes that share one population's wealt
 (the paper's footnote 2): every agent bids on the observation; bids are held to the
 agent's budget (below) and masked by ``alive``; the auction picks the winner, who
 buys the right to act from the previous owner (or from the bank at an episode's
-start), acts, and collects the reward; owners pay rent (``ledger.rent_due``).
+start), acts, and collects the reward; owners pay rent (``ledger.rent_due``), or,
+with ``rent_on="all"``, every living agent does (``ledger.living_rent``).
 Settlement of all B episodes is one ``segment_sum`` over N+1 accounts (the agents
 and the bank, ``ledger.transfer``); the books count every flow across the economy's
 boundary.
@@ -34,7 +35,7 @@ from marketjax.agents.population import Population
 from marketjax.core.axes import axes
 from marketjax.envs.gymnax_adapter import BatchedEnv, EpisodeStats, track_episodes
 from marketjax.learners.base import Experience
-from marketjax.markets.ledger import Books, rent_due, transfer
+from marketjax.markets.ledger import RENT_BASES, Books, living_rent, rent_due, transfer
 from marketjax.mechanisms.auctions import rank_bids
 from marketjax.mechanisms.payments import check_rule, payment, seller_share
 
@@ -107,8 +108,11 @@ class DeepMarket:
         family: AgentFamily,
         rule: str,
         rent_rule: str = "proportional",
+        rent_on: str = "owners",
     ):
         check_rule(rule)
+        if rent_on not in RENT_BASES:
+            raise ValueError(f"unknown rent base {rent_on!r}; expected {RENT_BASES}")
         if not env.spec.discrete:
             raise ValueError(
                 f"the deep market needs discrete actions; {env.name} "
@@ -118,6 +122,7 @@ class DeepMarket:
         self.family = family
         self.rule = rule
         self.rent_rule = rent_rule
+        self.rent_on = rent_on
 
     def init(self, key: jax.Array, population: Population) -> DeepMarketState:
         obs, env_state = self.env.reset(key)
@@ -218,18 +223,26 @@ class DeepMarket:
         to_seller = seller_share(pay.credit, params.gamma)
         buyer = jnp.where(winner >= 0, winner, n)
         seller = jnp.where(state.owner >= 0, state.owner, n)
-        # Rent per right held (the ledger's rule; one holding per episode).
-        owner_wealth = pop.wealth[jnp.maximum(winner, 0)]
-        rent = jnp.where(
-            winner >= 0,
-            rent_due(owner_wealth, 1.0, winner.shape[0], params.rent, self.rent_rule),
-            0.0,
-        )
-        accounts = jnp.concatenate([buyer, seller, jnp.full_like(buyer, n)])
-        amounts = jnp.concatenate(
-            [reward - rent - pay.paid, to_seller, pay.paid - to_seller]
-        )
-        delta = transfer(accounts, amounts, n)
+        accounts = [buyer, seller, jnp.full_like(buyer, n)]
+        amounts = [reward - pay.paid, to_seller, pay.paid - to_seller]
+        if self.rent_on == "owners":
+            # Rent per right held (the ledger's rule; one holding per episode).
+            owner_wealth = pop.wealth[jnp.maximum(winner, 0)]
+            rent = jnp.where(
+                winner >= 0,
+                rent_due(
+                    owner_wealth, 1.0, winner.shape[0], params.rent, self.rent_rule
+                ),
+                0.0,
+            )
+            amounts[0] = amounts[0] - rent
+        else:  # every living agent pays, owner or not: one more N-long payment
+            rent = living_rent(
+                pop.wealth, pop.alive, winner.shape[0], params.rent, self.rent_rule
+            )
+            accounts.append(jnp.arange(n, dtype=buyer.dtype))
+            amounts.append(-rent)
+        delta = transfer(jnp.concatenate(accounts), jnp.concatenate(amounts), n)
         books = state.books.record(
             bank_delta=delta[n], rewards=jnp.sum(reward), rent=jnp.sum(rent)
         )

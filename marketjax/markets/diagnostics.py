@@ -38,6 +38,7 @@ def wealth_diagnostics(wealth: jax.Array, books: Books) -> dict[str, jax.Array]:
     return {
         "wealth_min": jnp.min(wealth),
         "wealth_max": jnp.max(wealth),
+        "wealth_mean": jnp.mean(wealth),
         "wealth_gini": gini(wealth),
         "wealth_top_share": jnp.max(positive) / jnp.maximum(jnp.sum(positive), 1e-30),
         "money_in_circulation": jnp.sum(wealth),

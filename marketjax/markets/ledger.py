@@ -11,7 +11,10 @@ of each rule"):
   (footnote 2), an agent pays ε·w times the fraction of the episodes it holds, so a
   sole owner of all B decays exactly as (1 − ε)^t. A flat rent (ε per holding per
   step: Holland's bucket-brigade tax) is kept for configs that name it:
-  :func:`rent_due`.
+  :func:`rent_due`. Rent is charged either on owners only (the paper) or on every
+  living agent (``RENT_BASES``; Baum's "rent proportional to computation": each
+  agent that runs pays, as if it held every slot, so an idle agent decays exactly
+  as (1 − ε)^t): :func:`living_rent`.
 - **the books**: every flow across the economy's boundary is counted once, and
 
       Σ wealth + bank = initial + rewards − rent + allowances.
@@ -29,6 +32,7 @@ import jax.numpy as jnp
 from flax import struct
 
 RENT_RULES = ("proportional", "flat")
+RENT_BASES = ("owners", "all")  # who pays rent: holders of rights, or every agent
 
 
 def transfer(accounts: jax.Array, amounts: jax.Array, num_agents: int) -> jax.Array:
@@ -72,6 +76,33 @@ def rent_due(
     if rule == "flat":
         return rate * holdings
     return rate * jnp.maximum(wealth, 0.0) * holdings / num_slots
+
+
+def living_rent(
+    wealth: jax.Array,
+    alive: jax.Array,
+    num_slots: int,
+    rate: jax.Array,
+    rule: str = "proportional",
+) -> jax.Array:
+    """Rent of every living agent under ``rent_on: all`` (Baum's rent on computation).
+
+    Each living agent pays what a holder of all ``num_slots`` slots would pay
+    (:func:`rent_due` with full holdings): ε·max(w, 0) under the proportional rule,
+    so w ← (1 − ε) w every step whether it wins or not; ε·slots under the flat rule.
+
+    Args:
+      wealth: f32[N] wealth before rent.
+      alive: bool[N] living agents (empty slots pay nothing).
+      num_slots: B rights (deep market).
+      rate: ε.
+      rule: one of :data:`RENT_RULES`.
+
+    Returns:
+      f32[N] rent.
+    """
+    full = jnp.full(wealth.shape, float(num_slots), jnp.float32)
+    return jnp.where(alive, rent_due(wealth, full, num_slots, rate, rule), 0.0)
 
 
 @struct.dataclass

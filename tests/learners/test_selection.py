@@ -92,3 +92,44 @@ def test_selection_learner_reports_flows_and_a_chain_resets_the_others():
     # the counter's state was reset for the replaced slot only
     np.testing.assert_allclose(out.state[0], [0.0, 2.0, 2.0])
     assert resets
+
+
+def test_parent_funding_the_richest_pays_for_its_clones_and_nothing_is_minted():
+    family, pop = _pop([0.5, 9.0, -2.0, 4.0], [3, 3, 3, 3])
+    out = renew(jax.random.key(1), family, pop, _params(allowance=3.0), "parent")
+    # two exits (slots 0, 2), two clones of slot 1, each paid 3 by slot 1
+    np.testing.assert_allclose(out.population.wealth, [3.0, 3.0, 3.0, 4.0])
+    np.testing.assert_allclose(out.parent_paid, 6.0)
+    np.testing.assert_allclose(out.allowances, 0.0)  # nothing minted
+    np.testing.assert_array_equal(out.population.parent, [1, -1, 1, -1])
+    # a parent that cannot afford a full allowance each splits what it has
+    out = renew(jax.random.key(1), family, pop, _params(allowance=8.0), "parent")
+    np.testing.assert_allclose(out.population.wealth, [4.5, 0.0, 4.5, 4.0])
+    # fresh draws (clone_prob 0) are minted even under parent funding
+    out = renew(
+        jax.random.key(1), family, pop, _params(allowance=3.0, clone_prob=0.0), "parent"
+    )
+    np.testing.assert_allclose(out.allowances, 6.0)
+    np.testing.assert_allclose(out.parent_paid, 0.0)
+
+
+def test_dividends_move_a_share_of_profit_from_child_to_parent():
+    from marketjax.agents.population import pay_dividends
+
+    _, pop = _pop([10.0, 5.0, 7.0, 1.0], [3, 3, 3, 3])
+    pop = pop.replace(parent=jnp.array([-1, 0, 0, 2], jnp.int32))
+    baseline = jnp.array([10.0, 3.0, 9.0, 0.0])
+    out, paid = pay_dividends(pop, baseline, jnp.float32(0.25))
+    # child 1 gained 2 -> pays 0.5 to 0; child 2 lost -> pays 0; child 3 gained 1
+    # -> pays 0.25 to 2
+    np.testing.assert_allclose(out.wealth, [10.5, 4.5, 7.25, 0.75])
+    np.testing.assert_allclose(paid, 0.75)
+    np.testing.assert_allclose(jnp.sum(out.wealth), jnp.sum(pop.wealth))
+
+
+def test_children_of_a_replaced_slot_lose_their_parent():
+    family, pop = _pop([0.5, 9.0, 3.0], [3, 3, 3])
+    pop = pop.replace(parent=jnp.array([-1, -1, 0], jnp.int32))
+    out = renew(jax.random.key(1), family, pop, _params(clone_prob=1.0))
+    # slot 0 left; slot 2's parent (slot 0) is gone, the newcomer is not it
+    np.testing.assert_array_equal(out.population.parent, [1, -1, -1])
