@@ -163,7 +163,9 @@ def buyer_round(key, wealth, theta, informers, alive, params, *, protocol, offer
     flip = jax.random.uniform(k_signal, (num_j,)) > informers.quality
     signals = jnp.logical_xor(theta, flip)  # bool[J], each informer's signal
     # live informers first, in random order
-    order = jnp.argsort(jax.random.uniform(k_order, (num_j,)) + jnp.where(alive, 0.0, 2.0))[:offers]
+    order = jnp.argsort(
+        jax.random.uniform(k_order, (num_j,)) + jnp.where(alive, 0.0, 2.0)
+    )[:offers]
     start = Buyer(jnp.log(params.prior) - jnp.log1p(-params.prior), wealth,
                   jnp.zeros(num_j, bool))  # fmt: skip
 

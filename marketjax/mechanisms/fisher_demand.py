@@ -117,5 +117,9 @@ def linear_nearest(
     kept = jnp.where(best, bids, 0.0)
     total = jnp.sum(kept, axis=1, keepdims=True)
     count = jnp.maximum(jnp.sum(best, axis=1, keepdims=True), 1).astype(kept.dtype)
-    shares = jnp.where(total > 0, kept / jnp.where(total > 0, total, 1.0), jnp.where(best, 1.0, 0.0) / count)
+    shares = jnp.where(
+        total > 0,
+        kept / jnp.where(total > 0, total, 1.0),
+        jnp.where(best, 1.0, 0.0) / count,
+    )
     return _per_unit(budgets[:, None] * shares, prices)
