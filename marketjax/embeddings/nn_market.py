@@ -36,7 +36,7 @@ from flax import struct
 from marketjax.embeddings import mlp
 from marketjax.mechanisms import auctions
 
-AUCTIONS = {"first_price": auctions.first_price, "second_price": auctions.second_price}
+AUCTIONS = auctions.AUCTIONS  # the one vocabulary of auction rules
 
 
 @struct.dataclass

@@ -49,10 +49,10 @@ class PricesConfig:
     out_dir: str = field("runs", doc="where run directories go")
     seed: int = field(0, lo=0, doc="PRNG seed for weights and data")
     sizes: tuple[int, ...] = field((4, 16, 16, 3), doc="widths (in, hidden..., out)")
-    activation: Literal["tanh", "softplus", "relu", "sigmoid", "identity"] = field(
+    activation: Literal[tuple(mlp.ACTIVATIONS)] = field(
         "tanh", doc="hidden activation"
     )
-    loss: Literal["mse", "xent"] = field("mse", doc="per-sample loss")
+    loss: Literal[prices.LOSSES] = field("mse", doc="per-sample loss")
     batch: int = field(64, lo=1, hi=100_000, doc="samples (one economy each)")
     init_scale: float = field(1.0, lo=0.0, lo_open=True, doc="weight scale")
     step_size: float = field(1.0, lo=0.0, lo_open=True, hi=2.0, doc="tâtonnement η")

@@ -85,3 +85,9 @@ def second_price(bids: jax.Array, valid: jax.Array | None = None) -> AuctionResu
     bid; a lone valid bidder pays 0."""
     r = rank_bids(bids, valid)
     return AuctionResult(r.winner, r.second)
+
+
+# The one vocabulary of auction rules (name -> clearing function). Payment rules
+# (``payments.RULES``) name which of these sets the price: bucket brigade clears
+# first-price, Vickrey and credit-conserving Vickrey second-price.
+AUCTIONS = {"first_price": first_price, "second_price": second_price}

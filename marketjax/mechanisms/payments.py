@@ -28,6 +28,12 @@ from marketjax.mechanisms.auctions import rank_bids
 
 Rule = Literal["bucket_brigade", "vickrey", "credit_conserving"]
 RULES: tuple[str, ...] = ("bucket_brigade", "vickrey", "credit_conserving")
+# Which auction of ``auctions.AUCTIONS`` prices each payment rule.
+PRICING = {
+    "bucket_brigade": "first_price",
+    "vickrey": "second_price",
+    "credit_conserving": "second_price",
+}
 
 
 class Payment(NamedTuple):

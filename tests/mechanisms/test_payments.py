@@ -51,3 +51,20 @@ def test_payment_table():
 def test_unknown_rule_is_refused():
     with pytest.raises(ValueError, match="unknown payment rule 'dutch'"):
         payments.payment("dutch", 1.0, 0.5)
+
+
+def test_one_vocabulary_of_auction_rules():
+    """Every payment rule is priced by a rule of ``auctions.AUCTIONS``, whose
+    prices it charges; nn_market uses the same dictionary."""
+    import jax.numpy as jnp
+
+    from marketjax.embeddings import nn_market
+    from marketjax.mechanisms import auctions, payments
+
+    assert nn_market.AUCTIONS is auctions.AUCTIONS
+    assert set(payments.PRICING) == set(payments.RULES)
+    bids = jnp.array([0.2, 0.9, 0.5])
+    for rule, auction in payments.PRICING.items():
+        result = auctions.AUCTIONS[auction](bids)
+        pay = payments.payment(rule, jnp.float32(0.9), jnp.float32(0.5))
+        assert float(pay.paid) == float(result.price), rule
