@@ -80,7 +80,8 @@ def raw_env_case(env_name: str, batch: int, target: int, repeats: int) -> dict:
                     maxval=spec.action_high,
                 )
             obs, state, reward, done, _ = env.step(k_step, state, action)
-            return (key, state), jnp.sum(reward) + jnp.sum(obs) + jnp.sum(done)
+            total = jnp.sum(reward) + jnp.sum(obs)
+            return (key, state), total + jnp.sum(done.astype(total.dtype))
 
         carry, out = jax.lax.scan(body, carry, None, length=length)
         return carry, jnp.sum(out)

@@ -100,7 +100,10 @@ def test_each_board_follows_gymnax_catch():
         single = board(key, cstate, decode_actions(action, 2), catch.default_params)
         return multi, single  # single: leaves [K, M, ...]
 
-    (obs, new, _, term, info), (cobs, cnew, creward, cterm, _) = both(state, action)
+    with jax.numpy_dtype_promotion("standard"):  # gymnax's Catch mixes dtypes
+        (obs, new, _, term, info), (cobs, cnew, creward, cterm, _) = both(
+            state, action
+        )
     np.testing.assert_array_equal(obs, jnp.moveaxis(cobs, 0, 1))
     np.testing.assert_array_equal(info["factor_rewards"], creward.T)
     np.testing.assert_array_equal(term, cterm[0])
