@@ -53,7 +53,9 @@ class EnvEntry:
     """One environment of a comparison (``envs:`` list item)."""
 
     id: str = field(doc="a gymnax id or one of marketjax's environments")
-    threshold: float | None = field(None, doc="return counted as 'solved'")
+    threshold: float | None = field(
+        None, lo=-1e30, hi=1e30, doc="return counted as 'solved'"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,10 +74,14 @@ class CompareConfig:
     name: str = field(doc="results go to <out_dir>/<name>/")
     envs: tuple[EnvEntry, ...] = field(doc="environments (each: id, threshold)")
     algorithms: tuple[AlgoEntry, ...] = field(doc="each: label, config, overrides")
-    total_env_steps: int = field(lo=1, doc="common budget: env steps per seed")
-    num_seeds: int = field(3, lo=1, doc="seeds per run, vmapped in one program")
-    seed: int = field(0, lo=0)
-    num_chunks: int = field(20, lo=1, doc="points per learning curve")
+    total_env_steps: int = field(
+        lo=1, hi=10**12, doc="common budget: env steps per seed"
+    )
+    num_seeds: int = field(
+        3, lo=1, hi=4096, doc="seeds per run, vmapped in one program"
+    )
+    seed: int = field(0, lo=0, hi=2**31 - 1)
+    num_chunks: int = field(20, lo=1, hi=100_000, doc="points per learning curve")
     out_dir: str = field("results", doc="parent folder of comparison results")
     progress: bool = field(True, doc="draw progress bars")
 

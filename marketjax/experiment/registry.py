@@ -21,6 +21,7 @@ from marketjax.core.config import (
     ConfigError,
     _unknown_key_message,
     check_plain_name,
+    check_printable,
     parse,
     to_dict,
 )
@@ -161,6 +162,7 @@ def parse_train_config(data: Mapping) -> TrainConfig:
             )
     config = parse(TrainConfig, common)
     check_plain_name(config.name, "name")
+    check_printable(config.runner.out_dir, "runner.out_dir")
     from marketjax.envs.gymnax_adapter import check_env_name
 
     try:
