@@ -27,7 +27,7 @@ from marketjax.agents.families import FAMILIES, make_family
 from marketjax.agents.population import init_population
 from marketjax.algos.market_config import MarketConfig
 from marketjax.algos.market_trainer import make_market_trainer
-from marketjax.core.config import field
+from marketjax.core.config import ConfigError, field
 from marketjax.core.schema import TrainConfig, Trainer, sweepable_params, total_updates
 from marketjax.envs.gymnax_adapter import BatchedEnv
 from marketjax.learners import (
@@ -52,6 +52,17 @@ class DeepConfig(MarketConfig):
 
     def validate(self, config: TrainConfig) -> None:
         self.check_common(config, "deep")
+        from marketjax.envs.gymnax_adapter import env_spec
+
+        actions = env_spec(config.env).num_actions
+        constant = make_family(self.family, 1, actions, (1,), False).constant_action
+        if constant and self.num_agents < actions:
+            raise ConfigError(
+                f"'deep.num_agents' ({self.num_agents}) is fewer than the "
+                f"{actions} actions of {config.env}: {self.family} agents each "
+                f"play one fixed action, so some actions would never be taken; "
+                f"set deep.num_agents >= {actions} or deep.family: policy"
+            )
 
 
 CONFIG_CLASS = DeepConfig
