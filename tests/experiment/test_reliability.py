@@ -359,3 +359,41 @@ def test_watchdog_restarts_a_stalled_run_with_the_same_numbers(
         summary["final_mean_return_per_seed"]
         == (finished["final_mean_return_per_seed"])
     )
+
+
+# --- 1. compare keys its reuse on the code version and the config schema ---------
+
+
+def test_compare_reruns_a_finished_run_of_other_code_or_schema(tmp_path, monkeypatch):
+    from marketjax.experiment import compare
+
+    (tmp_path / "t.yaml").write_text(json.dumps(_data(tmp_path)))
+    config = compare.parse_compare_config(
+        {
+            "name": "c",
+            "envs": [{"id": "Catch-bsuite"}],
+            "algorithms": [{"label": "d", "config": "t.yaml"}],
+            "total_env_steps": 32,
+            "out_dir": str(tmp_path / "results"),
+        }
+    )
+    (case,) = compare.resolve_cases(config, tmp_path)
+    assert case.train.runner.watchdog_restart  # on for compare
+    run = tmp_path / "results" / "c" / "runs" / case.train.name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_yaml(train_config_to_dict(case.train)))
+    (run / "summary.json").write_text("{}")
+    lines = []
+    assert compare.run_status(case, lines.append) == "rerun"  # no version record
+    run_dir.write_version(run, case.train)
+    assert compare.run_status(case, lines.append) == "done"
+    monkeypatch.setattr(run_dir, "code_version", lambda: "0.1.0+000000000000")
+    assert compare.run_status(case, lines.append) == "rerun"
+    monkeypatch.undo()
+    record = json.loads((run / "version.json").read_text())
+    (run / "version.json").write_text(json.dumps(record | {"schema": "old"}))
+    assert compare.run_status(case, lines.append) == "rerun"
+    assert len(lines) == 3 and all(
+        x.startswith("compare: re-running d__") for x in lines
+    )
+    assert "the code changed" in lines[1] and "config schema changed" in lines[2]
