@@ -20,7 +20,7 @@ of every run, by algorithm).
 
 Usage::
 
-    .venv/bin/python benchmarks/soak.py [--runs 200] [--timeout 120]
+    .venv/bin/python benchmarks/soak.py [--runs 200] [--timeout 120] [--jobs 2]
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -136,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time")
     parser.add_argument("--out", default=str(Path(__file__).parent / "out"))
     args = parser.parse_args()
     out = Path(args.out)
@@ -147,10 +149,14 @@ def main() -> None:
         env = dict(os.environ, MARKETJAX_JAX_CACHE=str(work / "jax-cache"))
         root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        for i in range(args.runs):
-            row = run_one(i, work, args.timeout, env)
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+        with ThreadPoolExecutor(args.jobs) as pool:
+            futures = [
+                pool.submit(run_one, i, work, args.timeout, env)
+                for i in range(args.runs)
+            ]
+            for future in futures:
+                rows.append(future.result())
+                print(json.dumps(rows[-1]), flush=True)
     total = time.perf_counter() - start
     (out / "soak.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     plot(rows, out / "soak.png")
