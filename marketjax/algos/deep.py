@@ -46,9 +46,20 @@ from marketjax.mechanisms.payments import RULES
 class DeepConfig(MarketConfig):
     """The ``deep:`` section of a training config."""
 
-    num_agents: int = field(8, lo=1, hi=100_000, doc="N agent slots")
+    num_agents: int | Literal["auto"] = field(
+        8, lo=1, hi=100_000, doc="N agent slots (auto: one per action of the env)"
+    )
     family: Literal[FAMILIES] = field("mlp", doc="agent family: linear | mlp | policy")
     auction: Literal[RULES] = field("vickrey", doc="payment rule of the auctions")
+
+    def resolve(self, config: TrainConfig) -> DeepConfig:
+        """``num_agents: auto`` becomes one agent per action of the env (the
+        resolved number is what the run directory's config.yaml records)."""
+        if self.num_agents != "auto":
+            return self
+        from marketjax.envs.gymnax_adapter import env_spec
+
+        return dataclasses.replace(self, num_agents=env_spec(config.env).num_actions)
 
     def validate(self, config: TrainConfig) -> None:
         self.check_common(config, "deep")

@@ -128,6 +128,16 @@ def test_non_string_keys_in_a_compare_config_do_not_crash():
         parse_compare_config(data)
 
 
+def test_num_agents_auto_is_one_agent_per_action():
+    data = _base("deep")
+    data["deep"] = {"num_agents": "auto"}
+    assert parse_train_config(data).algo_config.num_agents == 3  # Catch: 3 actions
+    data |= {"env": "Acrobot-v1"}
+    assert parse_train_config(data).algo_config.num_agents == 3
+    data |= {"env": "CartPole-v1"}
+    assert parse_train_config(data).algo_config.num_agents == 2
+
+
 def test_yaml_1_1_numbers_written_without_a_dot_are_accepted():
     data = _base("deep") | {"total_env_steps": "1e6", "num_envs": "16"}
     config = parse_train_config(data)
@@ -201,7 +211,8 @@ def test_config_command_lists_every_key_of_a_section(capsys):
     keys = [line.split()[0] for line in out[1:]]
     assert keys == [f.name for f in dataclasses.fields(section)]
     row = next(line for line in out if line.split()[0] == "num_agents")
-    assert row.split()[1:4] == ["int", "8", "[1,"] and "N agent slots" in row
+    assert row.split()[1:6] == ["int", "|", "auto", "8", "[1,"]
+    assert "N agent slots" in row
     assert ("lr", "float", "0.001", "(0, 10]", "Adam learning rate") in describe(
         section
     )
