@@ -129,14 +129,14 @@ def train_and_write(
     check_memory(config)  # before any file is written
     for note in getattr(config.algo_config, "notes", lambda c: [])(config):
         print(f"note: {note}", file=sys.stderr)
-    run_dir, _ = rd.make_run_dir(config)
-    status, owned = _Progress(), False
+    run_dir, created = rd.make_run_dir(config)
+    status, owned = _Progress(), created  # a new directory is ours to remove
     try:
         with rd.locked(run_dir):
             rd.check_fresh_or_resumable(
                 config, run_dir, resume=resume, overwrite=overwrite
             )
-            owned = not resume  # ours to delete if nothing gets written
+            owned = owned or not resume  # emptied or new: removed if nothing is written
             restarts = 0
             while True:
                 try:

@@ -397,3 +397,9 @@ def test_compare_reruns_a_finished_run_of_other_code_or_schema(tmp_path, monkeyp
         x.startswith("compare: re-running d__") for x in lines
     )
     assert "the code changed" in lines[1] and "config schema changed" in lines[2]
+
+
+def test_resume_of_a_run_that_does_not_exist_leaves_no_directory(tmp_path):
+    with pytest.raises(ConfigError, match="cannot resume: .*config.yaml does not"):
+        train_io.train_and_write(parse_train_config(_data(tmp_path)), resume=True)
+    assert not (tmp_path / "tiny").exists()
