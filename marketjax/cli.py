@@ -72,6 +72,10 @@ def _train(args: argparse.Namespace) -> int:
     from marketjax.experiment.train_io import train_and_write
 
     config = parse_train_config(apply_overrides(load_yaml(args.config), args.overrides))
+    from marketjax.experiment import watchdog
+
+    saved = Path(config.runner.out_dir) / config.name / "config.yaml"
+    watchdog.RESTART_COMMAND = ["-m", "marketjax.cli", "train", str(saved), "--resume"]
     summary = train_and_write(config, resume=args.resume, overwrite=args.overwrite)
     _print_summary(summary)
     print(f"\n  wrote {Path(config.runner.out_dir) / config.name}/")
@@ -79,7 +83,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from marketjax.experiment import watchdog
     from marketjax.experiment.compare import run_from_cli
+
+    watchdog.RESTART_COMMAND = [
+        "-m",
+        "marketjax.cli",
+        "compare",
+        args.config,
+        *args.overrides,
+    ]
 
     run_from_cli(args.config, args.overrides, overwrite=args.overwrite)
     return 0

@@ -36,7 +36,13 @@ from marketjax.experiment.registry import TrainConfig, train_config_to_dict
 from marketjax.experiment.run_dir import CHECKPOINT, CorruptRunError, RunError
 from marketjax.experiment.runner import CompiledRun, compile_run, debug_check
 from marketjax.experiment.sweep_report import write_sweep_report
-from marketjax.experiment.watchdog import MAX_RESTARTS, ChunkStalled, Watchdog
+from marketjax.experiment.watchdog import (
+    MAX_RESTARTS,
+    ChunkStalled,
+    Watchdog,
+    injected_stall,
+    restart_process,
+)
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -73,6 +79,10 @@ def _metrics_row(metrics: dict, sl: slice, chunk_index: int, steps, wall_s) -> d
 def point_dirs(run: CompiledRun, run_dir: Path) -> list[Path]:
     """Where each grid point's files go (the run directory itself without a sweep)."""
     return rd.point_dirs_of(run.config, run_dir)
+
+
+def watchdog_log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 class _Progress:
@@ -149,6 +159,8 @@ def train_and_write(
                             f"{restarts} times; giving up (the run directory holds "
                             f"chunk {status.saved}; resume with --resume)"
                         ) from None
+                    if restarts >= 2 and config.runner.checkpoint:
+                        restart_process(watchdog_log)  # in-process did not cure it
                     resume = config.runner.checkpoint and status.saved > 0
     except KeyboardInterrupt:
         if owned and not status.written:
@@ -244,9 +256,11 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
             bar.close()
             return {}
 
-        def call(state=state):
+        def call(state=state, k=chunk_index):
             state, metrics = run.chunk(state, run.params)
-            return state, jax.device_get(metrics)
+            metrics = jax.device_get(metrics)
+            injected_stall(k)
+            return state, metrics
 
         start = time.perf_counter()
         try:

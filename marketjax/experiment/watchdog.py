@@ -16,6 +16,7 @@ keeps Ctrl-C responsive while a chunk runs.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import threading
@@ -24,6 +25,39 @@ from collections.abc import Callable
 from typing import Any
 
 MAX_RESTARTS = 3  # restarts of one run before the watchdog gives up
+# How to run the current command again, resuming (``python -m marketjax.cli ...``
+# arguments); set by the command line, None when marketjax is used as a library.
+RESTART_COMMAND: list[str] | None = None
+REEXECS = "MARKETJAX_REEXECS"  # environment: process restarts so far
+FAULT_STALL = "MARKETJAX_FAULT_STALL"  # "<chunk>:<seconds>", for tests only
+
+
+def restart_process(log: Callable[[str], None]) -> None:
+    """Replaces this process by a fresh one running :data:`RESTART_COMMAND` (does
+    not return), unless none is set or it already restarted MAX_RESTARTS times.
+
+    A restart inside the process cannot cure a wedged XLA thread pool (the new
+    program would queue onto the same threads); a new process can. The run
+    directory's lock is released by ``exec`` (its descriptor is close-on-exec).
+    """
+    count = int(os.environ.get(REEXECS, "0"))
+    if RESTART_COMMAND is None or count >= MAX_RESTARTS:
+        return
+    log(f"watchdog: restarting the process: marketjax {' '.join(RESTART_COMMAND[2:])}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    env = dict(os.environ, **{REEXECS: str(count + 1)})
+    os.execve(sys.executable, [sys.executable, *RESTART_COMMAND], env)
+
+
+def injected_stall(chunk_index: int) -> None:
+    """Sleeps in chunk ``k`` when ``MARKETJAX_FAULT_STALL=k:seconds`` is set, in
+    the first process only (a fault injection for tests of the watchdog)."""
+    spec = os.environ.get(FAULT_STALL)
+    if spec and REEXECS not in os.environ:
+        chunk, seconds = spec.split(":")
+        if int(chunk) == chunk_index + 1:
+            time.sleep(float(seconds))
 
 
 class ChunkStalled(Exception):

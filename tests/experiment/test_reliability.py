@@ -400,6 +400,42 @@ def test_compare_reruns_a_finished_run_of_other_code_or_schema(tmp_path, monkeyp
 
 
 def test_resume_of_a_run_that_does_not_exist_leaves_no_directory(tmp_path):
-    with pytest.raises(ConfigError, match="cannot resume: .*config.yaml does not"):
+    with pytest.raises(ConfigError, match=r"cannot resume: .*config\.yaml does not"):
         train_io.train_and_write(parse_train_config(_data(tmp_path)), resume=True)
     assert not (tmp_path / "tiny").exists()
+
+
+def test_watchdog_restarts_the_process_when_an_in_process_restart_stalls_too(
+    runs, tmp_path
+):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = _data(tmp_path / "out", watchdog_s=1.0, watchdog_factor=3.0)
+    data["runner"]["watchdog_restart"] = True
+    (tmp_path / "c.yaml").write_text(json.dumps(data))
+    env = dict(
+        os.environ,
+        MARKETJAX_FAULT_STALL="3:4",  # chunk 3 sleeps 4 s, in the first process
+        MARKETJAX_JAX_CACHE=str(runs["root"] / "cache"),
+    )
+    env.pop("MARKETJAX_REEXECS", None)
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "marketjax"),
+            "train",
+            str(tmp_path / "c.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [x for x in result.stderr.splitlines() if x.startswith("watchdog:")]
+    assert len(lines) == 3, result.stderr
+    assert lines[0].startswith("watchdog: chunk 3 has run")
+    assert lines[1].startswith("watchdog: chunk 3 has run")
+    assert lines[2].startswith("watchdog: restarting the process: marketjax train")
+    assert _rows(tmp_path / "out" / "tiny") == _rows(runs["finished"])
