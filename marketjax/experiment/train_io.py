@@ -168,6 +168,12 @@ def train_and_write(
             raise RunError(
                 "interrupted before the first chunk; nothing kept", 130
             ) from None
+        if not config.runner.checkpoint:
+            raise RunError(
+                f"interrupted after chunk {status.written} (runner.checkpoint is "
+                "off, so it cannot resume; --overwrite to start again)",
+                130,
+            ) from None
         raise RunError(
             f"interrupted after chunk {status.saved}; resume with --resume", 130
         ) from None
