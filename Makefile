@@ -15,7 +15,7 @@ $(STAMP): $(BIN)/python pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/marketjax train configs/quickstart.yaml
+	$(BIN)/marketjax train configs/quickstart.yaml --overwrite
 
 test: $(STAMP)
 	$(BIN)/ruff check marketjax tests benchmarks scripts

@@ -1,12 +1,16 @@
-"""``marketjax train|compare|prices|bench ...``: the command line.
+"""marketjax: train, compare and benchmark market-based learners.
 
     marketjax train CONFIG.yaml [key=value ...] [--resume] [--overwrite]
     marketjax compare CONFIG.yaml [key=value ...] [--overwrite]
     marketjax prices CONFIG.yaml [key=value ...] [--overwrite]
     marketjax bench NAME [args ...]        # runs benchmarks/NAME.py
+    marketjax config [SECTION]             # every key: type, default, range, doc
+    marketjax --version
 
 Config errors are printed as one line naming the key, with exit status 2, before
-anything compiles.
+anything compiles. A run that stops (Ctrl-C: 130; disk full, NaN/inf, a stalled
+chunk: 1) says why in one line. Compiled programs are cached in
+~/.cache/marketjax/jax (set MARKETJAX_JAX_CACHE to move it, or to "" to disable it).
 """
 
 from __future__ import annotations
@@ -68,6 +72,10 @@ def _train(args: argparse.Namespace) -> int:
     from marketjax.experiment.train_io import train_and_write
 
     config = parse_train_config(apply_overrides(load_yaml(args.config), args.overrides))
+    from marketjax.experiment import watchdog
+
+    saved = Path(config.runner.out_dir) / config.name / "config.yaml"
+    watchdog.RESTART_COMMAND = ["-m", "marketjax.cli", "train", str(saved), "--resume"]
     summary = train_and_write(config, resume=args.resume, overwrite=args.overwrite)
     _print_summary(summary)
     print(f"\n  wrote {Path(config.runner.out_dir) / config.name}/")
@@ -75,7 +83,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    from marketjax.experiment import watchdog
     from marketjax.experiment.compare import run_from_cli
+
+    watchdog.RESTART_COMMAND = [
+        "-m",
+        "marketjax.cli",
+        "compare",
+        args.config,
+        *args.overrides,
+    ]
 
     run_from_cli(args.config, args.overrides, overwrite=args.overwrite)
     return 0
@@ -88,20 +105,87 @@ def _prices(args: argparse.Namespace) -> int:
     return 0
 
 
+def benchmarks_dir() -> Path:
+    """``benchmarks/`` of the repository that holds this package (so ``marketjax
+    bench`` works from any directory)."""
+    import marketjax
+
+    return Path(marketjax.__file__).resolve().parent.parent / "benchmarks"
+
+
 def _bench(args: argparse.Namespace) -> int:
-    script = Path("benchmarks") / f"{args.name}.py"
+    folder = benchmarks_dir()
+    script = folder / f"{args.name}.py"
     if not script.is_file():
-        available = sorted(p.stem for p in Path("benchmarks").glob("*.py"))
-        print(f"error: no benchmark {script}; available: {available}", file=sys.stderr)
+        available = sorted(p.stem for p in folder.glob("*.py"))
+        print(
+            f"error: no benchmark {args.name!r} in {folder}; available: "
+            f"{', '.join(available) or 'none (benchmarks/ ships with the repository)'}",
+            file=sys.stderr,
+        )
         return 2
     sys.argv = [str(script), *args.rest]
+    sys.path.insert(0, str(folder))
     runpy.run_path(str(script), run_name="__main__")
     return 0
 
 
+def config_sections() -> dict[str, tuple[type, tuple[str, ...]]]:
+    """``{section: (dataclass, keys to skip)}`` that ``marketjax config`` lists."""
+    from marketjax.experiment.compare import CompareConfig
+    from marketjax.experiment.prices_run import PricesConfig
+    from marketjax.experiment.registry import (
+        RunnerConfig,
+        TrainConfig,
+        algorithm_names,
+        get_algorithm,
+    )
+
+    sections = {
+        "train": (TrainConfig, ("algo_config", "sweep")),
+        "runner": (RunnerConfig, ()),
+    }
+    for name in algorithm_names():
+        sections[name] = (get_algorithm(name).config_class, ())
+    sections["compare"] = (CompareConfig, ())
+    sections["prices"] = (PricesConfig, ())
+    return sections
+
+
+def _config(args: argparse.Namespace) -> int:
+    from marketjax.core.config import ConfigError, _unknown_key_message, describe
+
+    sections = config_sections()
+    if args.section is None:
+        print("sections (marketjax config SECTION lists its keys):")
+        for name, (cls, _) in sections.items():
+            doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
+            print(f"  {name:<8} {doc}")
+        return 0
+    if args.section not in sections:
+        message = _unknown_key_message(args.section, list(sections), "")
+        message = message.replace("unknown key", "unknown section")
+        raise ConfigError(message.replace("valid keys", "sections"))
+    cls, skip = sections[args.section]
+    rows = [("key", "type", "default", "range", "doc"), *describe(cls, skip)]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        cells = [f"{c:<{w}}" for c, w in zip(row[:4], widths, strict=True)]
+        print("  " + "  ".join(cells) + "  " + row[4])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from marketjax import __version__
+
     parser = argparse.ArgumentParser(
-        prog="marketjax", description=__doc__.split("\n")[0]
+        prog="marketjax",
+        description=__doc__.split("\n")[0],
+        epilog="Compiled programs are cached in ~/.cache/marketjax/jax "
+        "(MARKETJAX_JAX_CACHE moves it; empty disables it).",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"marketjax {__version__}"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, help_ in (
@@ -128,20 +212,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_bench)
+    p = sub.add_parser("config", help="list a config section's keys and defaults")
+    p.add_argument("section", nargs="?", help="train, runner, deep, ppo, ...")
+    p.set_defaults(func=_config)
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parses the command line; ``key=value`` overrides may follow the options
+    (``marketjax train c.yaml --resume lr=1e-3``)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or any(x.startswith("-") for x in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     from marketjax.experiment.config import ConfigError
+    from marketjax.experiment.run_dir import RunError
 
     _avoid_eigen_pool_wedge()  # before jax is imported
-    _enable_compilation_cache()
     try:
+        if args.command != "config":
+            _enable_compilation_cache()
         return args.func(args)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `marketjax config deep | head`
+        return 0
+    except OSError as e:
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error:{where} {e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

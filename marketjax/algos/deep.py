@@ -27,7 +27,7 @@ from marketjax.agents.families import FAMILIES, make_family
 from marketjax.agents.population import init_population
 from marketjax.algos.market_config import MarketConfig
 from marketjax.algos.market_trainer import make_market_trainer
-from marketjax.core.config import field
+from marketjax.core.config import ConfigError, field
 from marketjax.core.schema import TrainConfig, Trainer, sweepable_params, total_updates
 from marketjax.envs.gymnax_adapter import BatchedEnv
 from marketjax.learners import (
@@ -47,7 +47,9 @@ from marketjax.mechanisms.payments import RULES
 class DeepConfig(MarketConfig):
     """The ``deep:`` section of a training config."""
 
-    num_agents: int = field(8, lo=1, hi=100_000, doc="N agent slots")
+    num_agents: int | Literal["auto"] = field(
+        8, lo=1, hi=100_000, doc="N agent slots (auto: one per action of the env)"
+    )
     family: Literal[FAMILIES] = field(
         "mlp", doc="agent family: linear | mlp | policy | linear_policy"
     )
@@ -56,8 +58,28 @@ class DeepConfig(MarketConfig):
         "owners", doc="owners: rent on rights held; all: on every living agent"
     )
 
+    def resolve(self, config: TrainConfig) -> DeepConfig:
+        """``num_agents: auto`` becomes one agent per action of the env (the
+        resolved number is what the run directory's config.yaml records)."""
+        if self.num_agents != "auto":
+            return self
+        from marketjax.envs.gymnax_adapter import env_spec
+
+        return dataclasses.replace(self, num_agents=env_spec(config.env).num_actions)
+
     def validate(self, config: TrainConfig) -> None:
         self.check_common(config, "deep")
+        from marketjax.envs.gymnax_adapter import env_spec
+
+        actions = env_spec(config.env).num_actions
+        constant = make_family(self.family, 1, actions, (1,), False).constant_action
+        if constant and self.num_agents < actions:
+            raise ConfigError(
+                f"'deep.num_agents' ({self.num_agents}) is fewer than the "
+                f"{actions} actions of {config.env}: {self.family} agents each "
+                f"play one fixed action, so some actions would never be taken; "
+                f"set deep.num_agents >= {actions} or deep.family: policy"
+            )
 
 
 CONFIG_CLASS = DeepConfig

@@ -26,7 +26,9 @@ EntryFunding = Literal[ENTRY_FUNDING]
 class MarketConfig:
     """Keys shared by market sections (see module docstring)."""
 
-    hidden: tuple[int, ...] = field((64, 64), doc="hidden widths of the MLPs")
+    hidden: tuple[int, ...] = field(
+        (64, 64), lo=1, hi=65_536, doc="hidden widths of the MLPs"
+    )
     layer_norm: bool = field(True, doc="LayerNorm after each hidden layer")
     gamma: float = field(0.99, lo=0.0, hi=1.0, doc="sellers' share γ, the discount")
     initial_wealth: float = field(
@@ -49,17 +51,22 @@ class MarketConfig:
     )
     clone_prob: float = field(0.8, lo=0.0, hi=1.0, doc="P(entrant clones the richest)")
     mutation_scale: float = field(0.05, lo=0.0, hi=1e3, doc="std of clone mutation")
-    min_age: int = field(1, lo=0, doc="updates before an entrant can go bankrupt")
+    min_age: int = field(
+        1, lo=0, hi=10**9, doc="updates before an entrant can go bankrupt"
+    )
     rollout_steps: int = field(16, lo=1, hi=100_000, doc="env steps per update")
     lr: float = field(1e-3, lo=0.0, lo_open=True, hi=10.0, doc="Adam learning rate")
     anneal_lr: bool = field(True, doc="anneal lr linearly to 0 over the run")
     max_grad_norm: float = field(10.0, lo=0.0, lo_open=True, hi=1e30)
     epochs: int = field(1, lo=1, hi=1000, doc="passes over each update's data")
-    minibatches: int = field(1, lo=1, doc="gradient steps per pass (shuffled)")
+    minibatches: int = field(
+        1, lo=1, hi=1 << 20, doc="gradient steps per pass (shuffled)"
+    )
     sample_capacity: float = field(
         2.0,
         lo=0.0,
         lo_open=True,
+        hi=1e6,
         static=True,
         doc="samples an agent learns from per minibatch, in fair shares (M/N)",
     )

@@ -57,6 +57,19 @@ class WideConfig(MarketConfig):
     def validate(self, config: TrainConfig) -> None:
         self.check_common(config, "wide")
 
+    def notes(self, config: TrainConfig) -> list[str]:
+        """Choices the run makes on the user's behalf (printed before it starts)."""
+        from marketjax.envs.gymnax_adapter import env_spec, make_gymnax
+
+        env, _ = make_gymnax(config.env)
+        if hasattr(env, "num_factors"):
+            return []
+        actions = env_spec(config.env).num_actions
+        return [
+            f"{config.env} has no factored action space: the wide market trades "
+            f"one good (the env's {actions} actions), like a deep market"
+        ]
+
 
 CONFIG_CLASS = WideConfig
 

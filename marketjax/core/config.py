@@ -52,14 +52,49 @@ def field(
     return dataclasses.field(default=default, metadata=metadata)
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that rejects a mapping repeating a key.
+
+    Plain ``yaml.safe_load`` keeps the last of two equal keys without a word, so a
+    config that sets ``lr`` twice silently runs with the second value. Only the
+    mapping constructor changes: every tag is still resolved as by ``safe_load``.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key (a list or mapping as a key)
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a key must be a scalar", key_node.start_mark
+                ) from None
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first on line {first.line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load(text: str) -> Any:
+    """``yaml.safe_load`` semantics, but a repeated mapping key is an error."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass
+
+
 def load_yaml(path: str | Path) -> dict:
-    """Reads a YAML mapping with ``yaml.safe_load`` (never the unsafe loader)."""
+    """Reads a YAML mapping with ``yaml.safe_load`` semantics (never the unsafe
+    loader); a key repeated within one mapping is an error."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
         with path.open() as f:
-            data = yaml.safe_load(f)
+            data = safe_load(f.read())
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
     except (OSError, UnicodeDecodeError) as e:
@@ -93,7 +128,7 @@ def apply_overrides(data: Mapping, overrides: Sequence[str]) -> dict:
                 raise ConfigError(f"override {item!r}: {k!r} is not a section")
             node = child
         try:
-            node[keys[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+            node[keys[-1]] = safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as e:
             raise ConfigError(
                 f"override {item!r}: value is not valid YAML ({_yaml_problem(e)})"
@@ -120,6 +155,27 @@ def check_plain_name(value: str, key: str) -> str:
     """
     if not value or "/" in value or "\\" in value or value.startswith("."):
         raise ConfigError(f"'{key}' must be a plain directory name, got {value!r}")
+    if len(value) > MAX_NAME_LENGTH:
+        raise ConfigError(
+            f"'{key}' must be at most {MAX_NAME_LENGTH} characters, got {len(value)}"
+        )
+    check_printable(value, key)
+    return value
+
+
+MAX_NAME_LENGTH = 100  # a run name is one path component (filesystems allow 255)
+
+
+def check_printable(value: str, key: str) -> str:
+    """Checks that ``value`` holds no NUL or other control character (a path with
+    one cannot be created, and a name with one cannot be read back in a listing).
+
+    Raises:
+      ConfigError: naming ``key``.
+    """
+    bad = [c for c in value if ord(c) < 32 or ord(c) == 127]
+    if bad:
+        raise ConfigError(f"'{key}' must not contain control characters, got {value!r}")
     return value
 
 
@@ -206,6 +262,9 @@ def _coerce(hint: Any, value: Any, dotted: str):
             raise ConfigError(f"'{dotted}' must be true or false, got {value!r}")
         return value
     if hint is int:
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError, OverflowError):
+                value = float(value)  # YAML 1.1 reads "1e6" (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 return int(value)
@@ -228,6 +287,10 @@ def _coerce(hint: Any, value: Any, dotted: str):
 
 
 def _check_range(f: dataclasses.Field, value: Any, dotted: str) -> None:
+    if isinstance(value, tuple):  # a list of numbers: the range holds for each
+        for i, item in enumerate(value):
+            _check_range(f, item, f"{dotted}[{i}]")
+        return
     lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
     if value is None or not isinstance(value, (int, float)):
         return
@@ -256,3 +319,49 @@ def to_dict(config) -> dict:
 def dump_yaml(config) -> str:
     """The resolved config as YAML text (what a run directory stores)."""
     return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def _type_name(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Literal:
+        return " | ".join(str(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in args)
+    if origin is tuple:
+        return f"list of {_type_name(args[0]) if args else 'values'}"
+    if hint is type(None):
+        return "null"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _range_text(f: dataclasses.Field) -> str:
+    lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
+    if lo is None and hi is None:
+        return ""
+    left = "(" if f.metadata.get("lo_open") else "["
+    lo_text = "-inf" if lo is None else f"{lo:g}"
+    hi_text = "inf" if hi is None else f"{hi:g}"
+    return f"{left}{lo_text}, {hi_text}]"
+
+
+def describe(cls: type, skip: Sequence[str] = ()) -> list[tuple[str, ...]]:
+    """``[(key, type, default, range, doc)]`` of a config section, from its fields'
+    metadata (what ``marketjax config SECTION`` prints)."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.init:
+            continue
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            default = "(section)"
+        elif f.default is not dataclasses.MISSING:
+            default = yaml.safe_dump(to_dict(f.default), default_flow_style=True)
+            default = default.strip().removesuffix("...").strip()
+        else:
+            default = "(required)"
+        doc = f.metadata.get("doc", "")
+        if dataclasses.is_dataclass(hint):
+            doc = doc or f"the {f.name}: section"
+        rows.append((f.name, _type_name(hint), default, _range_text(f), doc))
+    return rows

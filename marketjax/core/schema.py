@@ -58,6 +58,15 @@ class RunnerConfig:
     shard_seeds: bool = field(
         True, doc="spread seeds over all local devices when they divide evenly"
     )
+    watchdog_s: float = field(
+        60.0, lo=0.0, lo_open=True, hi=1e6, doc="a chunk may always take this long"
+    )
+    watchdog_factor: float = field(
+        20.0, lo=1.0, hi=1e6, doc="...or this many times the median earlier chunk"
+    )
+    watchdog_restart: bool = field(
+        False, doc="restart a stalled run from its last checkpoint (else just say so)"
+    )
 
 
 @dataclasses.dataclass(frozen=True)

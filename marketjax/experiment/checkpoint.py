@@ -22,13 +22,25 @@ import numpy as np
 from flax import serialization
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the umask (0o644 usually)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(path: str | Path, data: bytes | str) -> None:
-    """Writes ``data`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """Writes ``data`` to ``path`` atomically (temporary file, fsync, rename).
+
+    The file gets the mode of a file written with ``open()`` (``mkstemp`` alone
+    would leave it readable by its owner only).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode() if isinstance(data, str) else data
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()

@@ -15,8 +15,11 @@ The harness then writes, atomically:
   time and env steps/s;
 - ``curves.png``: return vs env steps and vs wall time (median, interquartile band).
 
-Finished runs are reused when the harness is run again with the same config (an
-interrupted run resumes from its checkpoint); ``overwrite`` starts from scratch.
+Finished runs are reused when the harness is run again with the same config and the
+same code (``version.json``: the package version, a hash of its source files and of
+the config schema; a changed one re-runs, saying so in one line); an interrupted run
+resumes from its checkpoint; ``overwrite`` starts from scratch. Runs have
+``runner.watchdog_restart`` on: a stalled chunk restarts from the last checkpoint.
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ class EnvEntry:
     """One environment of a comparison (``envs:`` list item)."""
 
     id: str = field(doc="a gymnax id or one of marketjax's environments")
-    threshold: float | None = field(None, doc="return counted as 'solved'")
+    threshold: float | None = field(
+        None, lo=-1e30, hi=1e30, doc="return counted as 'solved'"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,10 +77,14 @@ class CompareConfig:
     name: str = field(doc="results go to <out_dir>/<name>/")
     envs: tuple[EnvEntry, ...] = field(doc="environments (each: id, threshold)")
     algorithms: tuple[AlgoEntry, ...] = field(doc="each: label, config, overrides")
-    total_env_steps: int = field(lo=1, doc="common budget: env steps per seed")
-    num_seeds: int = field(3, lo=1, doc="seeds per run, vmapped in one program")
-    seed: int = field(0, lo=0)
-    num_chunks: int = field(20, lo=1, doc="points per learning curve")
+    total_env_steps: int = field(
+        lo=1, hi=10**12, doc="common budget: env steps per seed"
+    )
+    num_seeds: int = field(
+        3, lo=1, hi=4096, doc="seeds per run, vmapped in one program"
+    )
+    seed: int = field(0, lo=0, hi=2**31 - 1)
+    num_chunks: int = field(20, lo=1, hi=100_000, doc="points per learning curve")
     out_dir: str = field("results", doc="parent folder of comparison results")
     progress: bool = field(True, doc="draw progress bars")
 
@@ -150,6 +159,7 @@ def resolve_cases(config: CompareConfig, base: Path = Path(".")) -> list[Case]:
                     "num_chunks": config.num_chunks,
                     "out_dir": str(runs_dir),
                     "progress": config.progress,
+                    "watchdog_restart": True,  # a stalled run restarts itself
                 },
             }
             try:
@@ -164,16 +174,27 @@ def _run_dir(case: Case) -> Path:
     return Path(case.train.runner.out_dir) / case.train.name
 
 
-def run_status(case: Case) -> str:
-    """``"done"`` (a finished run of this exact config), ``"resume"`` or ``"new"``.
+def run_status(case: Case, log=print) -> str:
+    """``"done"`` (a finished run of this exact config made by this code),
+    ``"resume"``, ``"rerun"`` (made by other code or another config schema: says
+    so in one line through ``log``) or ``"new"``.
+
+    A run is reused only if its config text AND its ``version.json`` (the code
+    version and the schema hash, :mod:`marketjax.experiment.run_dir`) match.
 
     Raises:
       ConfigError: if the run folder holds a run of a different config.
     """
+    from marketjax.experiment.run_dir import version_change
+
     run_dir = _run_dir(case)
     saved = run_dir / "config.yaml"
     if not saved.is_file():
         return "new"
+    change = version_change(run_dir, case.train)
+    if change is not None:
+        log(f"compare: re-running {case.train.name}: {change}")
+        return "rerun"
     if saved.read_text() != dump_yaml(train_config_to_dict(case.train)):
         raise ConfigError(
             f"{run_dir} holds a run of a different config; pass --overwrite "
@@ -188,7 +209,9 @@ def _run_case(case: Case, status: str) -> dict:
 
     if status == "done":
         return json.loads((_run_dir(case) / "summary.json").read_text())
-    return train_and_write(case.train, resume=status == "resume")
+    return train_and_write(
+        case.train, resume=status == "resume", overwrite=status == "rerun"
+    )
 
 
 def _curve(run_dir: Path) -> dict:

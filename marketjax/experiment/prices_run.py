@@ -47,17 +47,21 @@ class PricesConfig:
 
     name: str = field("prices_mlp", doc="run directory name under out_dir")
     out_dir: str = field("runs", doc="where run directories go")
-    seed: int = field(0, lo=0, doc="PRNG seed for weights and data")
-    sizes: tuple[int, ...] = field((4, 16, 16, 3), doc="widths (in, hidden..., out)")
+    seed: int = field(0, lo=0, hi=2**31 - 1, doc="PRNG seed for weights and data")
+    sizes: tuple[int, ...] = field(
+        (4, 16, 16, 3), lo=1, hi=65_536, doc="widths (in, hidden..., out)"
+    )
     activation: Literal[tuple(mlp.ACTIVATIONS)] = field(
         "tanh", doc="hidden activation"
     )
     loss: Literal[prices.LOSSES] = field("mse", doc="per-sample loss")
     batch: int = field(64, lo=1, hi=100_000, doc="samples (one economy each)")
-    init_scale: float = field(1.0, lo=0.0, lo_open=True, doc="weight scale")
+    init_scale: float = field(1.0, lo=0.0, lo_open=True, hi=1e3, doc="weight scale")
     step_size: float = field(1.0, lo=0.0, lo_open=True, hi=2.0, doc="tâtonnement η")
     max_iters: int = field(100, lo=0, hi=1_000_000, doc="price update budget")
-    tol: float = field(1e-6, lo=0.0, lo_open=True, doc="relative price residual")
+    tol: float = field(
+        1e-6, lo=0.0, lo_open=True, hi=1.0, doc="relative price residual"
+    )
     mechanism: Literal[prices.MECHANISMS] = field(
         "recursion",
         doc="recursion: quantities frozen; discovery: firms choose quantities",

@@ -21,6 +21,7 @@ from marketjax.core.config import (
     ConfigError,
     _unknown_key_message,
     check_plain_name,
+    check_printable,
     parse,
     to_dict,
 )
@@ -161,6 +162,7 @@ def parse_train_config(data: Mapping) -> TrainConfig:
             )
     config = parse(TrainConfig, common)
     check_plain_name(config.name, "name")
+    check_printable(config.runner.out_dir, "runner.out_dir")
     from marketjax.envs.gymnax_adapter import check_env_name
 
     try:
@@ -170,6 +172,10 @@ def parse_train_config(data: Mapping) -> TrainConfig:
     section_data = data.get(algo_name)
     section = parse(algorithm.config_class, section_data, algo_name)
     config = dataclasses.replace(config, algo_config=section)
+    resolve = getattr(section, "resolve", None)
+    if resolve is not None:  # choices the config leaves to the env ("auto")
+        config = dataclasses.replace(config, algo_config=resolve(config))
+        section = config.algo_config
     validate = getattr(section, "validate", None)
     if validate is not None:
         validate(config)  # cross-key checks; raises ConfigError naming the key

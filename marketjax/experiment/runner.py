@@ -185,8 +185,16 @@ def run_params(trainer: Trainer, points: list, num_seeds: int) -> dict:
     }
 
 
-def compile_run(config: TrainConfig) -> CompiledRun:
-    """Builds the trainer, initialises all runs, compiles one chunk ahead of time."""
+def compile_run(
+    config: TrainConfig, before_compile: Callable[[Any], None] | None = None
+) -> CompiledRun:
+    """Builds the trainer, initialises all runs, compiles one chunk ahead of time.
+
+    Args:
+      config: a validated training config.
+      before_compile: called with the initial state (all runs) before the chunk
+        compiles, e.g. to check that a checkpoint fits it.
+    """
     trainer = get_algorithm(config.algo).make_trainer(config)
     schedule = make_schedule(config, trainer)
     points = sweep_points(config)
@@ -210,6 +218,8 @@ def compile_run(config: TrainConfig) -> CompiledRun:
     if sharding is not None:
         params = jax.device_put(params, sharding)
     state = init(keys, params)
+    if before_compile is not None:
+        before_compile(state)
     chunk = jax.jit(jax.vmap(counted), donate_argnums=0)
     start = time.perf_counter()
     chunk.lower(state, params).compile()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -23,17 +24,25 @@ import numpy as np
 
 from marketjax.core.config import ConfigError, dump_yaml
 from marketjax.experiment import plots
+from marketjax.experiment import run_dir as rd
 from marketjax.experiment.checkpoint import (
     load_checkpoint,
     save_checkpoint,
     write_atomic,
     write_json_atomic,
 )
+from marketjax.experiment.memory import check_memory
 from marketjax.experiment.registry import TrainConfig, train_config_to_dict
+from marketjax.experiment.run_dir import CHECKPOINT, CorruptRunError, RunError
 from marketjax.experiment.runner import CompiledRun, compile_run, debug_check
 from marketjax.experiment.sweep_report import write_sweep_report
-
-CHECKPOINT = "checkpoint.msgpack"
+from marketjax.experiment.watchdog import (
+    MAX_RESTARTS,
+    ChunkStalled,
+    Watchdog,
+    injected_stall,
+    restart_process,
+)
 
 
 def _finite_or_none(x: float) -> float | None:
@@ -52,61 +61,6 @@ def _last_finite(history: list[list[float | None]], seed: int) -> float | None:
     return None
 
 
-def prepare_run_dir(config: TrainConfig, *, resume: bool, overwrite: bool) -> Path:
-    """Creates (or checks, on resume) ``<out_dir>/<name>``; refuses to clobber."""
-    run_dir = Path(config.runner.out_dir) / config.name
-    resolved = dump_yaml(train_config_to_dict(config))
-    if resume and overwrite:  # checked first: overwrite would delete what to resume
-        raise ConfigError("--resume and --overwrite exclude each other; pass one")
-    if run_dir.exists() and overwrite:
-        shutil.rmtree(run_dir)
-    if resume:
-        saved = run_dir / "config.yaml"
-        if not saved.is_file():
-            raise ConfigError(f"cannot resume: {saved} does not exist")
-        if saved.read_text() != resolved:
-            raise ConfigError(f"cannot resume: the config differs from {saved}")
-    elif run_dir.exists() and any(run_dir.iterdir()):
-        state = "finished" if (run_dir / "summary.json").exists() else "interrupted"
-        raise ConfigError(
-            f"run directory {run_dir} exists ({state}); pass --resume to continue "
-            "it, --overwrite to replace it, or choose another name"
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(run_dir / "config.yaml", resolved)
-    return run_dir
-
-
-def point_dirs(run: CompiledRun, run_dir: Path) -> list[Path]:
-    """Where each grid point's files go (the run directory itself without a sweep)."""
-    if not run.config.sweep:
-        return [run_dir]
-    return [run_dir / label for label, _ in run.points]
-
-
-def _restore_metrics(dirs: list[Path], done_chunks: int) -> list[list]:
-    """Each point's metrics lines of the checkpointed chunks, checked and rewritten."""
-    histories = []
-    for d in dirs:
-        path = d / "metrics.jsonl"
-        saved = path.read_text() if path.is_file() else ""
-        lines = saved.splitlines()[:done_chunks]
-        if len(lines) < done_chunks:  # metrics are written before the checkpoint
-            raise ConfigError(
-                f"cannot resume: {path} holds {len(lines)} of the "
-                f"{done_chunks} chunks in the checkpoint; pass --overwrite"
-            )
-        try:
-            history = [json.loads(line)["mean_return_per_seed"] for line in lines]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise ConfigError(
-                f"cannot resume: {path} is damaged; pass --overwrite"
-            ) from None
-        write_atomic(path, "".join(line + "\n" for line in lines))
-        histories.append(history)
-    return histories
-
-
 def _metrics_row(metrics: dict, sl: slice, chunk_index: int, steps, wall_s) -> dict:
     per_seed = [_finite_or_none(x) for x in np.asarray(metrics["mean_return"])[sl]]
     row = {
@@ -122,6 +76,37 @@ def _metrics_row(metrics: dict, sl: slice, chunk_index: int, steps, wall_s) -> d
     return row
 
 
+def point_dirs(run: CompiledRun, run_dir: Path) -> list[Path]:
+    """Where each grid point's files go (the run directory itself without a sweep)."""
+    return rd.point_dirs_of(run.config, run_dir)
+
+
+def watchdog_log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class _Progress:
+    """What the run directory holds so far (for the one-line messages)."""
+
+    def __init__(self):
+        self.saved = 0  # chunks in the checkpoint
+        self.written = 0  # metrics lines written by this call
+
+
+def nonfinite_metrics(metrics: dict) -> list[str]:
+    """Metrics holding NaN or inf: every entry, except ``mean_return`` of runs in
+    which no episode ended (NaN by definition there)."""
+    ended = np.asarray(metrics["episodes"]) > 0
+    bad = []
+    for key, value in metrics.items():
+        value = np.asarray(value)
+        if key == "mean_return":
+            value = np.where(ended, value, 0.0)
+        if not np.all(np.isfinite(value)):
+            bad.append(key)
+    return bad
+
+
 def train_and_write(
     config: TrainConfig,
     *,
@@ -132,33 +117,135 @@ def train_and_write(
     """Trains ``config`` and writes its run directory; returns the summary (the
     first point's, for a sweep, with ``sweep`` listing every point's).
 
+    Before anything compiles: the memory estimate (:mod:`memory`), the run
+    directory's lock, and on resume the checkpoint and metrics (:mod:`run_dir`).
+    A fresh run that stops before its first chunk is written leaves no directory.
+
     Args:
       config: a validated training config.
       resume: continue from the run directory's checkpoint.
       overwrite: delete an existing run directory first.
       stop_after_chunks: stop (without a summary) after this many chunks of this
         call, as an interruption would; for tests of ``resume``.
+
+    Raises:
+      ConfigError: bad input (exit 2): memory, a run directory in the way or in
+        use, a corrupt checkpoint or metrics file.
+      RunError: the run stopped (Ctrl-C, disk full, NaN/inf, the watchdog gave
+        up), with a one-line message and an exit status.
     """
+    if resume and overwrite:  # checked first: overwrite would delete what to resume
+        raise ConfigError("--resume and --overwrite exclude each other; pass one")
+    check_memory(config)  # before any file is written
+    for note in getattr(config.algo_config, "notes", lambda c: [])(config):
+        print(f"note: {note}", file=sys.stderr)
+    run_dir, created = rd.make_run_dir(config)
+    status, owned = _Progress(), created  # a new directory is ours to remove
+    try:
+        with rd.locked(run_dir):
+            rd.check_fresh_or_resumable(
+                config, run_dir, resume=resume, overwrite=overwrite
+            )
+            owned = owned or not resume  # emptied or new: removed if nothing is written
+            restarts = 0
+            while True:
+                try:
+                    return _attempt(config, run_dir, resume, stop_after_chunks, status)
+                except ChunkStalled as e:
+                    restarts += 1
+                    if restarts > MAX_RESTARTS:
+                        raise RunError(
+                            f"watchdog: chunk {e.chunk_index + 1} stalled "
+                            f"{restarts} times; giving up (the run directory holds "
+                            f"chunk {status.saved}; resume with --resume)"
+                        ) from None
+                    if restarts >= 2 and config.runner.checkpoint:
+                        restart_process(watchdog_log)  # in-process did not cure it
+                    resume = config.runner.checkpoint and status.saved > 0
+    except KeyboardInterrupt:
+        if owned and not status.written:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise RunError(
+                "interrupted before the first chunk; nothing kept", 130
+            ) from None
+        if not config.runner.checkpoint:
+            raise RunError(
+                f"interrupted after chunk {status.written} (runner.checkpoint is "
+                "off, so it cannot resume; --overwrite to start again)",
+                130,
+            ) from None
+        raise RunError(
+            f"interrupted after chunk {status.saved}; resume with --resume", 130
+        ) from None
+    except OSError as e:
+        if owned and not status.written:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        what = e.filename or "a file of the run"
+        raise RunError(
+            f"cannot write {what} ({e.strerror or e}) after chunk {status.saved}; "
+            "free space (or fix permissions) and resume with --resume"
+        ) from None
+    except BaseException:
+        if owned and not status.written:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _load_into(path: Path, template):
+    try:
+        state, _ = load_checkpoint(path, template)
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        why = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise CorruptRunError(
+            f"checkpoint is corrupt: {path} does not fit this config ({why}); "
+            f"{rd.START_AGAIN}"
+        ) from None
+    return state
+
+
+def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
+    """One attempt at the run (the watchdog may ask for another, resumed)."""
     from tqdm.auto import tqdm
 
-    run_dir = prepare_run_dir(config, resume=resume, overwrite=overwrite)
-    run = compile_run(config)
+    dirs = rd.point_dirs_of(config, run_dir)
+    meta, done_chunks = rd.check_resume(config, run_dir) if resume else (None, 0)
+    loaded: dict = {}
+
+    def restore(template):  # after init, before the chunk compiles
+        if meta is not None:
+            loaded["state"] = _load_into(run_dir / CHECKPOINT, template)
+
+    run = compile_run(config, before_compile=restore)
     schedule, seeds = run.schedule, config.num_seeds
-    dirs = point_dirs(run, run_dir)
+    if done_chunks > schedule.num_chunks:
+        raise CorruptRunError(
+            f"checkpoint is corrupt: it holds {done_chunks} chunks of a "
+            f"{schedule.num_chunks}-chunk run; {rd.START_AGAIN}"
+        )
+    status.saved = done_chunks
+    # Every check passed: from here on the run directory changes.
+    rd.invalidate_summaries(run_dir, dirs)
+    if not resume or not (run_dir / rd.VERSION).exists():
+        write_atomic(run_dir / "config.yaml", dump_yaml(train_config_to_dict(config)))
+        rd.write_version(run_dir, config)
     for d, (_, point) in zip(dirs, run.points, strict=True):
         if d != run_dir:
             write_atomic(d / "config.yaml", dump_yaml(train_config_to_dict(point)))
-    state = run.init(run.keys, run.params)
-    done_chunks, wall_s = 0, 0.0
-    if resume and (run_dir / CHECKPOINT).exists():
-        state, meta = load_checkpoint(run_dir / CHECKPOINT, state)
-        done_chunks, wall_s = meta["chunks_done"], meta["wall_s"]
-        histories = _restore_metrics(dirs, done_chunks)
-    else:
-        histories = [[] for _ in dirs]
-        for d in dirs:
-            write_atomic(d / "metrics.jsonl", "")
-    texts = [(d / "metrics.jsonl").read_text() for d in dirs]
+    wall_s = meta["wall_s"] if meta else 0.0
+    texts = []
+    for d in dirs:
+        lines = rd.check_metrics(d / rd.METRICS, done_chunks, seeds)
+        texts.append("".join(line + "\n" for line in lines))
+        write_atomic(d / rd.METRICS, texts[-1])
+    histories = [
+        [json.loads(x)["mean_return_per_seed"] for x in t.splitlines()] for t in texts
+    ]
+    state = loaded.get("state")
+    if state is None:
+        state = run.init(run.keys, run.params)
+    r = config.runner
+    watchdog = Watchdog(r.watchdog_s, r.watchdog_factor, r.watchdog_restart)
+    watchdog.first_s = run.compile_s
 
     bar = tqdm(
         total=schedule.total_env_steps * run.num_runs,
@@ -174,12 +261,32 @@ def train_and_write(
         ):
             bar.close()
             return {}
+
+        def call(state=state, k=chunk_index):
+            state, metrics = run.chunk(state, run.params)
+            metrics = jax.device_get(metrics)
+            injected_stall(k)
+            return state, metrics
+
         start = time.perf_counter()
-        state, metrics = run.chunk(state, run.params)
-        metrics = jax.device_get(metrics)
+        try:
+            state, metrics = watchdog.run(call, chunk_index)
+        finally:
+            bar.refresh()
         wall_s += time.perf_counter() - start
         if config.runner.debug:
-            debug_check(run, state, chunk_index)
+            try:
+                debug_check(run, state, chunk_index)
+            except RuntimeError as e:
+                raise RunError(f"debug check failed: {e}") from None
+        bad = nonfinite_metrics(metrics)
+        if bad:
+            bar.close()
+            raise RunError(
+                f"training diverged: {', '.join(bad)} became NaN or inf in chunk "
+                f"{chunk_index + 1} (a learning rate or money too large?); chunks "
+                f"1-{chunk_index} are kept in {run_dir}"
+            )
         steps = (chunk_index + 1) * schedule.steps_per_chunk
         for p, d in enumerate(dirs):
             row = _metrics_row(
@@ -187,17 +294,23 @@ def train_and_write(
             )
             histories[p].append(row["mean_return_per_seed"])
             texts[p] += json.dumps(row) + "\n"
-            write_atomic(d / "metrics.jsonl", texts[p])
+            write_atomic(d / rd.METRICS, texts[p])
+        status.written += 1
         if config.runner.checkpoint:
             save_checkpoint(
                 run_dir / CHECKPOINT,
                 state,
                 {"chunks_done": chunk_index + 1, "wall_s": wall_s},
             )
+            status.saved = chunk_index + 1
         bar.update(schedule.steps_per_chunk * run.num_runs)
         bar.set_postfix(mean_return=_median_or_none(histories[0][-1]))
     bar.close()
+    return _write_summaries(config, run, run_dir, dirs, histories, wall_s)
 
+
+def _write_summaries(config, run, run_dir, dirs, histories, wall_s) -> dict:
+    schedule, seeds = run.schedule, config.num_seeds
     summaries = []
     for (label, _), d, history in zip(run.points, dirs, histories, strict=True):
         final_per_seed = [_last_finite(history, s) for s in range(seeds)]
@@ -216,11 +329,12 @@ def train_and_write(
             "wall_s": wall_s,
             "compile_s": run.compile_s,
             "traces": run.trace_count,
+            "code_version": rd.code_version(),
         }
         if label:
             summary["sweep_point"] = label
         plots.plot_returns(
-            d / "metrics.jsonl",
+            d / rd.METRICS,
             d / "returns.png",
             title=f"{config.name} {label}: {config.algo} on {config.env}".replace(
                 "  ", " "
@@ -230,7 +344,7 @@ def train_and_write(
             d / "metrics.jsonl", d / "wealth.png", f"{config.name} {label}"
         )
         if d != run_dir:
-            write_json_atomic(d / "summary.json", summary)
+            write_json_atomic(d / rd.SUMMARY, summary)
         summaries.append((label, summary))
     if config.sweep:
         write_sweep_report(run_dir, config, summaries)
@@ -239,5 +353,5 @@ def train_and_write(
         summary["sweep"] = {
             label: s["final_mean_return_per_seed"] for label, s in summaries
         }
-    write_json_atomic(run_dir / "summary.json", summary)
+    write_json_atomic(run_dir / rd.SUMMARY, summary)
     return summary

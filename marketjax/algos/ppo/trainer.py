@@ -36,27 +36,37 @@ from marketjax.envs.gymnax_adapter import BatchedEnv, EpisodeStats, track_episod
 class PPOConfig:
     """The ``ppo:`` section of a training config (defaults: purejaxrl CartPole)."""
 
-    num_steps: int = field(128, lo=1, doc="env steps per episode slot per update")
-    update_epochs: int = field(4, lo=1, doc="passes over each batch")
-    num_minibatches: int = field(4, lo=1, doc="minibatches per epoch")
-    lr: float = field(2.5e-4, lo=0.0, lo_open=True, doc="Adam learning rate")
+    num_steps: int = field(
+        128, lo=1, hi=100_000, doc="env steps per episode slot per update"
+    )
+    update_epochs: int = field(4, lo=1, hi=1000, doc="passes over each batch")
+    num_minibatches: int = field(4, lo=1, hi=1 << 20, doc="minibatches per epoch")
+    lr: float = field(2.5e-4, lo=0.0, lo_open=True, hi=10.0, doc="Adam learning rate")
     anneal_lr: bool = field(True, doc="anneal lr linearly to 0 over the run")
-    adam_eps: float = field(1e-5, lo=0.0, lo_open=True)
+    adam_eps: float = field(1e-5, lo=0.0, lo_open=True, hi=1.0)
     gamma: float = field(0.99, lo=0.0, hi=1.0, doc="discount")
     gae_lambda: float = field(0.95, lo=0.0, hi=1.0, doc="GAE lambda")
-    clip_eps: float = field(0.2, lo=0.0, lo_open=True, doc="ratio clipping range")
+    clip_eps: float = field(
+        0.2, lo=0.0, lo_open=True, hi=1e3, doc="ratio clipping range"
+    )
     clip_value: bool = field(True, doc="clip the value loss like the ratio")
-    ent_coef: float = field(0.01, lo=0.0, doc="entropy bonus coefficient")
-    vf_coef: float = field(0.5, lo=0.0, doc="value loss coefficient")
-    max_grad_norm: float = field(0.5, lo=0.0, lo_open=True)
+    ent_coef: float = field(0.01, lo=0.0, hi=1e3, doc="entropy bonus coefficient")
+    vf_coef: float = field(0.5, lo=0.0, hi=1e3, doc="value loss coefficient")
+    max_grad_norm: float = field(0.5, lo=0.0, lo_open=True, hi=1e30)
     normalize_advantages: bool = field(True, doc="per-minibatch advantage norm")
     bootstrap_truncation: bool = field(
         True, doc="bootstrap V(final obs) when an episode is cut by a time limit"
     )
-    reward_scale: float = field(1.0, lo=0.0, lo_open=True, doc="learning rewards x")
-    hidden: tuple[int, ...] = field((64, 64), doc="hidden widths of both MLPs")
+    reward_scale: float = field(
+        1.0, lo=0.0, lo_open=True, hi=1e6, doc="learning rewards x"
+    )
+    hidden: tuple[int, ...] = field(
+        (64, 64), lo=1, hi=65_536, doc="hidden widths of both MLPs"
+    )
     activation: Literal["tanh", "relu"] = field("tanh")
-    log_std_init: float = field(0.0, doc="Box actions: initial log std")
+    log_std_init: float = field(
+        0.0, lo=-20.0, hi=20.0, doc="Box actions: initial log std"
+    )
 
     def validate(self, config: TrainConfig) -> None:
         """Cross-key checks (called by ``parse_train_config``)."""
