@@ -24,7 +24,9 @@ def make_chain() -> tuple[TabularEnv, TabularParams]:
         if s == goal:  # never acted in (the episode ended on entering it)
             moves = [goal, goal]
         next_state.append(moves)
-        reward.append([GOAL_REWARD if (s != goal and m == goal) else 0.0 for m in moves])
+        reward.append(
+            [GOAL_REWARD if (s != goal and m == goal) else 0.0 for m in moves]
+        )
         terminal.append([s == goal or m == goal for m in moves])
     env = TabularEnv(
         "ChangChain", next_state, reward, terminal, start=0, max_steps=4 * (LENGTH - 1)

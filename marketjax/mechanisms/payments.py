@@ -31,7 +31,12 @@ import jax.numpy as jnp
 from marketjax.mechanisms.auctions import rank_bids
 
 Rule = Literal["bucket_brigade", "vickrey", "credit_conserving", "env_reward"]
-RULES: tuple[str, ...] = ("bucket_brigade", "vickrey", "credit_conserving", "env_reward")
+RULES: tuple[str, ...] = (
+    "bucket_brigade",
+    "vickrey",
+    "credit_conserving",
+    "env_reward",
+)
 # Chang et al.'s short names (their ``--auctiontype``) for the rules above.
 CHANG_NAMES: dict[str, str] = {
     "ccv": "credit_conserving",
