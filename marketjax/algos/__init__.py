@@ -5,6 +5,7 @@
 """
 
 ALGORITHMS = {
+    "chang": "marketjax.algos.chang",
     "deep": "marketjax.algos.deep",
     "ppo": "marketjax.algos.ppo.trainer",
     "wide": "marketjax.algos.wide",

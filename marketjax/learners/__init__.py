@@ -13,8 +13,9 @@ from marketjax.learners.base import (
 )
 from marketjax.learners.q_lambda import lambda_returns, linear_anneal, q_lambda
 from marketjax.learners.selection import selection
+from marketjax.learners.utility_ppo import BidExperience, utility_ppo
 
-LEARNERS = ("q_lambda", "selection")
+LEARNERS = ("q_lambda", "selection", "utility_ppo")
 # `learning:` choices of market configs -> the learners they chain, in order.
 LEARNING_CHAINS = {
     "bids": ("q_lambda",),
@@ -25,6 +26,7 @@ LEARNING_CHAINS = {
 __all__ = [
     "LEARNERS",
     "LEARNING_CHAINS",
+    "BidExperience",
     "Experience",
     "Learner",
     "LearnerOutput",
@@ -34,4 +36,5 @@ __all__ = [
     "no_change",
     "q_lambda",
     "selection",
+    "utility_ppo",
 ]

@@ -10,7 +10,11 @@ rule                     winner pays   seller is credited      winner's utility
 ``bucket_brigade``       b_t           b_t (what buyer pays)   r_t + γ b_{t+1} − b_t
 ``vickrey``              s_t           b_t                     r_t + γ b_{t+1} − s_t
 ``credit_conserving``    s_t           s_t (what buyer pays)   r_t + γ s_{t+1} − s_t
+``env_reward``           0             0                       r_t
 =======================  ============  ======================  =========================
+
+``env_reward`` is Chang et al.'s ``env`` baseline: no money changes hands, the
+winner keeps the environment's reward (no credit assignment across time).
 
 The seller receives γ times its credit; the bank receives ``paid − γ·credit`` (under
 Vickrey this is negative: money is created, and the bank's account counts it). At an
@@ -26,13 +30,27 @@ import jax.numpy as jnp
 
 from marketjax.mechanisms.auctions import rank_bids
 
-Rule = Literal["bucket_brigade", "vickrey", "credit_conserving"]
-RULES: tuple[str, ...] = ("bucket_brigade", "vickrey", "credit_conserving")
-# Which auction of ``auctions.AUCTIONS`` prices each payment rule.
-PRICING = {
+Rule = Literal["bucket_brigade", "vickrey", "credit_conserving", "env_reward"]
+RULES: tuple[str, ...] = (
+    "bucket_brigade",
+    "vickrey",
+    "credit_conserving",
+    "env_reward",
+)
+# Which auction of ``auctions.AUCTIONS`` prices each payment rule (None: the
+# winner pays nothing, as in Chang et al.'s ``env`` baseline).
+PRICING: dict[str, str | None] = {
     "bucket_brigade": "first_price",
     "vickrey": "second_price",
     "credit_conserving": "second_price",
+    "env_reward": None,
+}
+# Chang et al.'s short names (their ``--auctiontype``) for the rules above.
+CHANG_NAMES: dict[str, str] = {
+    "ccv": "credit_conserving",
+    "v": "vickrey",
+    "bb": "bucket_brigade",
+    "env": "env_reward",
 }
 
 
@@ -65,6 +83,9 @@ def payment(
     own = top if winner_bid is None else winner_bid
     if rule == "bucket_brigade":
         return Payment(own, own)
+    if rule == "env_reward":
+        zero = jnp.zeros_like(own)
+        return Payment(zero, zero)
     paid = jnp.minimum(second, own)
     if rule == "vickrey":
         return Payment(paid, top)
