@@ -272,6 +272,15 @@ def summarize(final_state: ChangState, config: TrainConfig) -> dict:
     return chang_report(final_state, config)
 
 
+def report(final_state: ChangState, config: TrainConfig, out_dir) -> dict:
+    """The runner's hook: :func:`summarize` into summary.json and ``bids.png``."""
+    from pathlib import Path
+
+    extra = summarize(final_state, config)
+    plot_bids(extra, Path(out_dir) / "bids.png", title=config.name)
+    return extra
+
+
 def plot_bids(report: dict, path, title: str = "") -> None:
     """``bids.png``: each primitive's mean bid per state (bars) against Q* (marks)."""
     import matplotlib

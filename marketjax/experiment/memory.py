@@ -72,7 +72,9 @@ def estimate(config: TrainConfig) -> tuple[int, list[tuple[str, int]]]:
 
     spec = env_spec(config.env)
     agents = getattr(section, "num_agents", 1)
-    hidden = sum(getattr(section, "hidden", ()) or (64,))
+    agents = agents if isinstance(agents, int) else 1
+    widths = getattr(section, "hidden", None) or (64,)
+    hidden = sum(widths) if isinstance(widths, (tuple, list)) else int(widths)
     steps = runs * trainer.steps_per_update  # samples of one update, all runs
     per_step = spec.obs_dim + max(spec.num_actions, 1) + agents + 8
     rollout = steps * per_step * F32

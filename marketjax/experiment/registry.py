@@ -57,14 +57,23 @@ class Algorithm:
     name: str
     config_class: type
     make_trainer: Callable[[TrainConfig], Trainer]
+    # Optional ``report(final_state, config, out_dir) -> dict``: what a finished
+    # run adds to its summary.json (and pictures it draws into out_dir); the
+    # state has a leading seed axis.
+    report: Callable | None = None
 
 
 _REGISTERED: dict[str, Algorithm] = {}
 
 
-def register(name: str, config_class: type, make_trainer: Callable) -> None:
+def register(
+    name: str,
+    config_class: type,
+    make_trainer: Callable,
+    report: Callable | None = None,
+) -> None:
     """Registers an algorithm so configs (``algo: name``) and the harness can use it."""
-    _REGISTERED[name] = Algorithm(name, config_class, make_trainer)
+    _REGISTERED[name] = Algorithm(name, config_class, make_trainer, report)
 
 
 def algorithm_names() -> list[str]:
@@ -75,7 +84,8 @@ def get_algorithm(name: str) -> Algorithm:
     """The algorithm registered under ``name`` (built-ins are imported on first use)."""
     if name not in _REGISTERED and name in ALGORITHMS:
         module = importlib.import_module(ALGORITHMS[name])
-        register(name, module.CONFIG_CLASS, module.make_trainer)
+        report = getattr(module, "report", None)
+        register(name, module.CONFIG_CLASS, module.make_trainer, report)
     if name not in _REGISTERED:
         raise ConfigError(
             _unknown_key_message(name, algorithm_names(), "algo").replace(

@@ -32,7 +32,11 @@ from marketjax.experiment.checkpoint import (
     write_json_atomic,
 )
 from marketjax.experiment.memory import check_memory
-from marketjax.experiment.registry import TrainConfig, train_config_to_dict
+from marketjax.experiment.registry import (
+    TrainConfig,
+    get_algorithm,
+    train_config_to_dict,
+)
 from marketjax.experiment.run_dir import CHECKPOINT, CorruptRunError, RunError
 from marketjax.experiment.runner import CompiledRun, compile_run, debug_check
 from marketjax.experiment.sweep_report import write_sweep_report
@@ -306,13 +310,16 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
         bar.update(schedule.steps_per_chunk * run.num_runs)
         bar.set_postfix(mean_return=_median_or_none(histories[0][-1]))
     bar.close()
-    return _write_summaries(config, run, run_dir, dirs, histories, wall_s)
+    return _write_summaries(config, run, run_dir, dirs, histories, wall_s, state)
 
 
-def _write_summaries(config, run, run_dir, dirs, histories, wall_s) -> dict:
+def _write_summaries(config, run, run_dir, dirs, histories, wall_s, state) -> dict:
     schedule, seeds = run.schedule, config.num_seeds
+    report = get_algorithm(config.algo).report
     summaries = []
-    for (label, _), d, history in zip(run.points, dirs, histories, strict=True):
+    for p, ((label, point), d, history) in enumerate(
+        zip(run.points, dirs, histories, strict=True)
+    ):
         final_per_seed = [_last_finite(history, s) for s in range(seeds)]
         summary = {
             "name": config.name,
@@ -333,6 +340,10 @@ def _write_summaries(config, run, run_dir, dirs, histories, wall_s) -> dict:
         }
         if label:
             summary["sweep_point"] = label
+        if report is not None:  # the algorithm's own results (e.g. learned bids)
+            rows = slice(p * seeds, (p + 1) * seeds)
+            point_state = jax.tree.map(lambda x, rows=rows: x[rows], state)
+            summary.update(report(point_state, point, d))
         plots.plot_returns(
             d / rd.METRICS,
             d / "returns.png",
