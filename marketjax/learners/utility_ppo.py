@@ -120,7 +120,10 @@ def utility_ppo(num_primitives: int, minibatch_size: int) -> Learner:
             )
             return (policy, critic, OptState(p_opt, c_opt)), (vloss, ploss, *aux)
 
-        (policy, critic, opt), logs = jax.lax.scan(step, (policy, critic, opt), perm)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes int counts
+            (policy, critic, opt), logs = jax.lax.scan(
+                step, (policy, critic, opt), perm
+            )
         return {"policy": policy, "critic": critic}, opt, logs
 
     def update(key, state, population, experience, params):
