@@ -51,9 +51,7 @@ class PricesConfig:
     sizes: tuple[int, ...] = field(
         (4, 16, 16, 3), lo=1, hi=65_536, doc="widths (in, hidden..., out)"
     )
-    activation: Literal[tuple(mlp.ACTIVATIONS)] = field(
-        "tanh", doc="hidden activation"
-    )
+    activation: Literal[tuple(mlp.ACTIVATIONS)] = field("tanh", doc="hidden activation")
     loss: Literal[prices.LOSSES] = field("mse", doc="per-sample loss")
     batch: int = field(64, lo=1, hi=100_000, doc="samples (one economy each)")
     init_scale: float = field(1.0, lo=0.0, lo_open=True, hi=1e3, doc="weight scale")

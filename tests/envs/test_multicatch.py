@@ -101,9 +101,7 @@ def test_each_board_follows_gymnax_catch():
         return multi, single  # single: leaves [K, M, ...]
 
     with jax.numpy_dtype_promotion("standard"):  # gymnax's Catch mixes dtypes
-        (obs, new, _, term, info), (cobs, cnew, creward, cterm, _) = both(
-            state, action
-        )
+        (obs, new, _, term, info), (cobs, cnew, creward, cterm, _) = both(state, action)
     np.testing.assert_array_equal(obs, jnp.moveaxis(cobs, 0, 1))
     np.testing.assert_array_equal(info["factor_rewards"], creward.T)
     np.testing.assert_array_equal(term, cterm[0])

@@ -59,9 +59,7 @@ def test_duality_transitions_and_time_limit():
 def test_batched_envs_reset_independently():
     env = BatchedEnv("ChangChain", 3)
     obs, state = env.reset(jax.random.key(0))
-    obs, state, _, done, _ = env.step(
-        jax.random.key(1), state, jnp.array([1, 0, 1])
-    )
+    obs, state, _, done, _ = env.step(jax.random.key(1), state, jnp.array([1, 0, 1]))
     np.testing.assert_array_equal(np.argmax(obs, axis=1), [1, 0, 1])
     assert not bool(jnp.any(done))
 
