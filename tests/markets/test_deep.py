@@ -252,3 +252,16 @@ def test_policy_family_runs_and_stays_finite():
     state, metrics = jax.jit(make_train(config))(jax.random.key(3))
     leaves = jax.tree.leaves((state.market.population, metrics))
     assert all(bool(jnp.all(jnp.isfinite(x))) for x in leaves)
+
+
+def test_forget_hands_replaced_owners_rights_to_the_bank():
+    market, state = _constant_bid_market([1.0, 2.0, 3.0], [10.0, 10.0, 10.0], "vickrey")
+    state = state.replace(owner=jnp.array([2, 0], jnp.int32))
+    forgot = market.forget(state, jnp.array([False, False, True]))
+    np.testing.assert_array_equal(forgot.owner, [-1, 0])  # slot 2 was replaced
+    kept = market.forget(state, jnp.zeros((3,), bool))
+    np.testing.assert_array_equal(kept.owner, [2, 0])
+    bank_owned = market.forget(
+        state.replace(owner=jnp.array([-1, -1], jnp.int32)), jnp.ones((3,), bool)
+    )
+    np.testing.assert_array_equal(bank_owned.owner, [-1, -1])

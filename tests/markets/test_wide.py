@@ -134,3 +134,13 @@ def test_it_learns_multicatch2(tiny_run):
     first, last = history[0]["mean_return"], history[-1]["mean_return"]
     assert np.all(first < -0.5), first
     assert np.all(last > first + 0.6), (first, last)
+
+
+def test_forget_drops_the_holdings_of_replaced_slots():
+    market, state = _market("MultiCatch-2", 2, 3, [1.0, 1.0, 1.0])
+    holdings = jnp.arange(2 * 3 * 2, dtype=jnp.float32).reshape(2, 3, 2)
+    state = state.replace(holdings=holdings)
+    forgot = market.forget(state, jnp.array([False, True, False]))
+    np.testing.assert_array_equal(forgot.holdings[:, 1], 0.0)
+    np.testing.assert_array_equal(forgot.holdings[:, 0], holdings[:, 0])
+    np.testing.assert_array_equal(forgot.holdings[:, 2], holdings[:, 2])
