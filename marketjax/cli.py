@@ -4,6 +4,8 @@
     marketjax compare CONFIG.yaml [key=value ...] [--overwrite]
     marketjax prices CONFIG.yaml [key=value ...] [--overwrite]
     marketjax bench NAME [args ...]        # runs benchmarks/NAME.py
+    marketjax example NAME [args ...]      # runs scripts/NAME.py (prediction_market,
+                                           # latent_market, bazaar, chang_report)
     marketjax config [SECTION]             # every key: type, default, range, doc
     marketjax --version
 
@@ -105,22 +107,24 @@ def _prices(args: argparse.Namespace) -> int:
     return 0
 
 
-def benchmarks_dir() -> Path:
-    """``benchmarks/`` of the repository that holds this package (so ``marketjax
-    bench`` works from any directory)."""
+def benchmarks_dir(folder: str = "benchmarks") -> Path:
+    """``benchmarks/`` (or ``scripts/``) of the repository that holds this package
+    (so ``marketjax bench`` and ``example`` work from any directory)."""
     import marketjax
 
-    return Path(marketjax.__file__).resolve().parent.parent / "benchmarks"
+    return Path(marketjax.__file__).resolve().parent.parent / folder
 
 
 def _bench(args: argparse.Namespace) -> int:
-    folder = benchmarks_dir()
+    kind = getattr(args, "kind", "benchmarks")
+    folder = benchmarks_dir(kind)
     script = folder / f"{args.name}.py"
     if not script.is_file():
         available = sorted(p.stem for p in folder.glob("*.py"))
+        what = "benchmark" if kind == "benchmarks" else "example"
         print(
-            f"error: no benchmark {args.name!r} in {folder}; available: "
-            f"{', '.join(available) or 'none (benchmarks/ ships with the repository)'}",
+            f"error: no {what} {args.name!r} in {folder}; available: "
+            f"{', '.join(available) or f'none ({kind}/ ships with the repository)'}",
             file=sys.stderr,
         )
         return 2
@@ -211,7 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="run benchmarks/NAME.py")
     p.add_argument("name")
     p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_bench)
+    p.set_defaults(func=_bench, kind="benchmarks")
+    p = sub.add_parser(
+        "example", help="run scripts/NAME.py (prediction markets, bazaar, ...)"
+    )
+    p.add_argument("name")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_bench, kind="scripts")
     p = sub.add_parser("config", help="list a config section's keys and defaults")
     p.add_argument("section", nargs="?", help="train, runner, deep, ppo, ...")
     p.set_defaults(func=_config)

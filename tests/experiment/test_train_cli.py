@@ -146,3 +146,15 @@ def test_json_files_are_strict_json(tmp_path):
     text = path.read_text()
     json.loads(text, parse_constant=lambda token: pytest.fail(f"bare {token}"))
     assert json.loads(text) == {"a": None, "b": [1.5, None], "c": [2]}
+
+
+def test_example_runs_scripts_and_names_what_exists(tmp_path):
+    bad = subprocess.run(
+        [MARKETJAX, "example", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 2
+    assert "prediction_market" in bad.stderr and "\n" not in bad.stderr.strip()
