@@ -341,7 +341,7 @@ def test_watchdog_restarts_a_stalled_run_with_the_same_numbers(
             out = jax.block_until_ready(chunk(state, params))
             calls.append(1)
             if len(calls) == 3:  # the third chunk hangs (once)
-                time.sleep(4.0)
+                time.sleep(20.0)  # abandoned by the watchdog, never awaited
             return out
 
         run.chunk = stall_once
@@ -417,7 +417,9 @@ def test_watchdog_restarts_the_process_when_an_in_process_restart_stalls_too(
     (tmp_path / "c.yaml").write_text(json.dumps(data))
     env = dict(
         os.environ,
-        MARKETJAX_FAULT_STALL="3:4",  # chunk 3 sleeps 4 s, in the first process
+        # chunk 3 sleeps 60 s in the first process: longer than any limit the
+        # restarted attempt can have (3x its compile time), however loaded
+        MARKETJAX_FAULT_STALL="3:60",
         MARKETJAX_JAX_CACHE=str(runs["root"] / "cache"),
     )
     env.pop("MARKETJAX_REEXECS", None)
