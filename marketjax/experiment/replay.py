@@ -16,6 +16,9 @@ ended once; everything is written afterwards, on the host, into ``RUN_DIR/replay
   the money did (capped_fraction, bank_acted_frac, wealth before/after, Gini).
 - ``ownership.png`` (who held the world at each step, with the winning bid) and
   ``wealth.png`` (every agent's wealth over the replay).
+
+A PPO run gets its evaluation returns only (``replay_ppo.py``); any other
+algorithm is refused in one line (exit status 2) before its checkpoint is read.
 """
 
 from __future__ import annotations
@@ -49,8 +52,12 @@ BLOCK = 64  # market steps per jitted call
 TOP = 3  # bids recorded per step
 
 
-def load_population(run: Path):
-    """``(config, population of run 0)`` of a finished or interrupted deep run.
+SUPPORTED = ("deep", "ppo")
+REFUSAL = "replay supports deep markets (and ppo: returns only); got {}"
+
+
+def load_run(run: Path):
+    """``(config of point 0, training state of run 0)`` of a deep or PPO run.
 
     Raises:
       ConfigError: one line naming what is wrong with ``run`` (exit status 2).
@@ -62,8 +69,8 @@ def load_population(run: Path):
         if not path.is_file():
             raise ConfigError(f"replay: {path} does not exist (not a trained run?)")
     config = parse_train_config(load_yaml(cfg_path))
-    if config.algo != "deep":
-        raise ConfigError(f"replay supports deep markets; got {config.algo}")
+    if config.algo not in SUPPORTED:
+        raise ConfigError(REFUSAL.format(config.algo))
     rd.read_checkpoint_payload(ckpt)  # empty / truncated / foreign: one line
     trainer = get_algorithm(config.algo).make_trainer(config)
     points = sweep_points(config)
@@ -75,8 +82,7 @@ def load_population(run: Path):
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         why = (str(e).splitlines() or [type(e).__name__])[0][:200]
         raise ConfigError(f"replay: {ckpt} does not fit {cfg_path} ({why})") from None
-    population = jax.tree.map(lambda x: x[0], state.market.population)
-    return points[0][1], population
+    return points[0][1], jax.tree.map(lambda x: x[0], state)
 
 
 def max_episode_steps(env_name: str, cap: int) -> int:
@@ -214,8 +220,11 @@ def replay(run: str | Path, episodes: int = 8, explore: float = 0.0) -> dict:
         raise ConfigError(f"'--episodes' must be >= 1, got {episodes}")
     if not 0.0 <= explore <= 1.0:
         raise ConfigError(f"'--explore' must be in [0, 1], got {explore}")
-    config, population = load_population(run)
-    rec = play(
-        config, population, episodes, explore, max_episode_steps(config.env, 10_000)
-    )
+    config, state = load_run(run)
+    max_steps = max_episode_steps(config.env, 10_000)
+    if config.algo == "ppo":
+        from marketjax.experiment.replay_ppo import evaluate_ppo
+
+        return evaluate_ppo(run, config, state.params, episodes, max_steps)
+    rec = play(config, state.market.population, episodes, explore, max_steps)
     return write_replay(run, config, rec, explore)

@@ -133,5 +133,33 @@ def test_a_wide_run_is_refused_before_its_checkpoint_is_read(tmp_path):
         "name: w\nalgo: wide\nenv: Catch-bsuite\ntotal_env_steps: 64\n"
     )
     (tmp_path / "checkpoint.msgpack").write_bytes(b"")
-    with pytest.raises(ConfigError, match=r"^replay supports deep markets; got wide$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^replay supports deep markets \(and ppo: returns only\); got wide$",
+    ):
         replay(tmp_path)
+
+
+def test_a_ppo_run_gets_its_evaluation_returns(tmp_path):
+    config = parse_train_config(
+        {
+            "name": "ppo",
+            "algo": "ppo",
+            "env": "Catch-bsuite",
+            "num_envs": 4,
+            "total_env_steps": 4 * 8 * 2,
+            "runner": {"num_chunks": 2, "out_dir": str(tmp_path), "progress": False},
+            "ppo": {"num_steps": 8, "num_minibatches": 2, "hidden": [8]},
+        }
+    )
+    train_and_write(config)
+    summary = replay(tmp_path / "ppo", episodes=6)
+    written = json.loads((tmp_path / "ppo" / "replay" / "summary.json").read_text())
+    assert written == summary
+    assert summary["algo"] == "ppo" and summary["finished"] == 6
+    # A Catch episode pays exactly once, +1 (caught) or -1 (missed).
+    assert len(summary["returns"]) == 6
+    assert set(summary["returns"]) <= {-1.0, 1.0}
+    assert summary["return_mean"] == pytest.approx(np.mean(summary["returns"]))
+    assert summary["return_std"] == pytest.approx(np.std(summary["returns"]))
+    assert not (tmp_path / "ppo" / "replay" / "replay.jsonl").exists()
