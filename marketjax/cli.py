@@ -7,6 +7,7 @@
     marketjax example NAME [args ...]      # runs scripts/NAME.py (prediction_market,
                                            # latent_market, bazaar, chang_report)
     marketjax config [SECTION]             # every key: type, default, range, doc
+    marketjax replay RUN_DIR [--episodes K] [--explore [EPS]]  # watch a deep market
     marketjax --version
 
 Config errors are printed as one line naming the key, with exit status 2, before
@@ -104,6 +105,18 @@ def _prices(args: argparse.Namespace) -> int:
     from marketjax.experiment.prices_run import run_from_cli
 
     run_from_cli(args.config, args.overrides, overwrite=args.overwrite)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from marketjax.experiment.replay import replay
+
+    s = replay(args.run_dir, episodes=args.episodes, explore=args.explore)
+    print(
+        f"  return over {s['episodes']} episodes: {s['return_mean']:.4g} "
+        f"± {s['return_std']:.3g}"
+    )
+    print(f"\n  wrote {Path(args.run_dir) / 'replay'}/")
     return 0
 
 
@@ -225,6 +238,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="list a config section's keys and defaults")
     p.add_argument("section", nargs="?", help="train, runner, deep, ppo, ...")
     p.set_defaults(func=_config)
+    p = sub.add_parser(
+        "replay", help="play a trained deep market, write RUN_DIR/replay/"
+    )
+    p.add_argument("run_dir", help="a run directory (runs/<name>)")
+    p.add_argument("--episodes", type=int, default=8, help="episodes to play (K)")
+    p.add_argument(
+        "--explore",
+        type=float,
+        nargs="?",
+        const=0.05,
+        default=0.0,
+        help="exploration lottery ε (flag alone: 0.05; default 0, greedy)",
+    )
+    p.set_defaults(func=_replay)
     return parser
 
 

@@ -11,7 +11,7 @@ import dataclasses
 import math
 import typing
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from marketjax.core.config import field
 
@@ -42,6 +42,9 @@ class Trainer(NamedTuple):
     params: dict | None = None
 
 
+# Metric sinks of the host runner (experiment/loggers.py); jsonl is always written.
+LOGGERS = ("jsonl", "tensorboard")
+
 # Metrics that count events: summed over a chunk's updates rather than averaged.
 SUMMED_METRICS = ("entries", "exits", "dividends", "parent_paid", "minted")
 
@@ -66,6 +69,9 @@ class RunnerConfig:
     )
     watchdog_restart: bool = field(
         False, doc="restart a stalled run from its last checkpoint (else just say so)"
+    )
+    loggers: tuple[Literal[LOGGERS], ...] = field(
+        ("jsonl",), doc="where metrics go: jsonl (always) and tensorboard"
     )
 
 

@@ -31,6 +31,7 @@ from marketjax.experiment.checkpoint import (
     write_atomic,
     write_json_atomic,
 )
+from marketjax.experiment.loggers import Loggers, check_loggers
 from marketjax.experiment.memory import check_memory
 from marketjax.experiment.registry import (
     TrainConfig,
@@ -213,6 +214,7 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
 
     dirs = rd.point_dirs_of(config, run_dir)
     meta, done_chunks = rd.check_resume(config, run_dir) if resume else (None, 0)
+    check_loggers(config)  # tensorboard without tensorboardX: before compiling
     loaded: dict = {}
 
     def restore(template):  # after init, before the chunk compiles
@@ -259,6 +261,7 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
         disable=not config.runner.progress,
         desc=f"{config.name} ({config.algo} on {config.env})",
     )
+    loggers = Loggers(config, dirs)
     for chunk_index in range(done_chunks, schedule.num_chunks):
         if stop_after_chunks is not None and chunk_index - done_chunks >= (
             stop_after_chunks
@@ -299,6 +302,7 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
             histories[p].append(row["mean_return_per_seed"])
             texts[p] += json.dumps(row) + "\n"
             write_atomic(d / rd.METRICS, texts[p])
+            loggers.log(p, row)  # runner.loggers beyond jsonl, from the host
         status.written += 1
         if config.runner.checkpoint:
             save_checkpoint(
@@ -310,6 +314,7 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
         bar.update(schedule.steps_per_chunk * run.num_runs)
         bar.set_postfix(mean_return=_median_or_none(histories[0][-1]))
     bar.close()
+    loggers.close()
     return _write_summaries(config, run, run_dir, dirs, histories, wall_s, state)
 
 

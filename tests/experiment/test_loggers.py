@@ -1,0 +1,89 @@
+"""``runner.loggers``: TensorBoard events hold exactly the rows of metrics.jsonl."""
+
+import json
+import struct
+
+import pytest
+
+from marketjax.experiment.config import ConfigError
+from marketjax.experiment.loggers import TENSORBOARD_DIR, scalars
+from marketjax.experiment.registry import parse_train_config
+from marketjax.experiment.train_io import train_and_write
+
+event_pb2 = pytest.importorskip("tensorboardX.proto.event_pb2")
+
+
+def read_events(folder):
+    """Every Event of every event file in ``folder`` (TFRecord: u64 length,
+    u32 crc of the length, the bytes, u32 crc of the bytes)."""
+    events = []
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        at = 0
+        while at < len(data):
+            (length,) = struct.unpack("<Q", data[at : at + 8])
+            event = event_pb2.Event()
+            event.ParseFromString(data[at + 12 : at + 12 + length])
+            events.append(event)
+            at += 12 + length + 4
+    return events
+
+
+def _config(out, loggers):
+    return parse_train_config(
+        {
+            "name": "tb",
+            "algo": "deep",
+            "env": "Catch-bsuite",
+            "num_envs": 8,
+            "total_env_steps": 8 * 8 * 3,
+            "runner": {
+                "num_chunks": 3,
+                "out_dir": str(out),
+                "progress": False,
+                "loggers": loggers,
+            },
+            "deep": {"num_agents": 3, "family": "linear", "rollout_steps": 8},
+        }
+    )
+
+
+def test_tensorboard_events_equal_the_metrics_rows(tmp_path):
+    train_and_write(_config(tmp_path, ["jsonl", "tensorboard"]))
+    run = tmp_path / "tb"
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    got = {}
+    for event in read_events(run / TENSORBOARD_DIR):
+        for value in event.summary.value:
+            got[(value.tag, event.step)] = value.simple_value
+    want = {
+        (tag, row["env_steps"]): v for row in rows for tag, v in scalars(row).items()
+    }
+    assert [r["env_steps"] for r in rows] == [64, 128, 192]
+    assert {("wall_s", s) for s in (64, 128, 192)} <= got.keys()
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, rel=1e-6), key
+
+
+def test_scalars_flattens_seeds_and_drops_non_finite():
+    row = {
+        "chunk": 2,
+        "env_steps": 128,
+        "mean_return": None,
+        "mean_return_per_seed": [1.0, None, 3.0],
+        "wall_s": 0.5,
+        "bad": float("nan"),
+    }
+    assert scalars(row) == {
+        "mean_return/seed_0": 1.0,
+        "mean_return/seed_2": 3.0,
+        "wall_s": 0.5,
+    }
+
+
+def test_jsonl_only_writes_no_events_and_unknown_logger_is_a_config_error(tmp_path):
+    train_and_write(_config(tmp_path, ["jsonl"]))
+    assert not (tmp_path / "tb" / TENSORBOARD_DIR).exists()
+    with pytest.raises(ConfigError, match=r"'runner\.loggers\[0\]'"):
+        _config(tmp_path, ["wandb"])

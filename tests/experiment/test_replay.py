@@ -1,0 +1,165 @@
+"""``marketjax replay``: a trained deep market's replay agrees with its own books."""
+
+import json
+import subprocess
+import sys
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from marketjax.experiment.config import ConfigError
+from marketjax.experiment.registry import parse_train_config
+from marketjax.experiment.replay import replay
+from marketjax.experiment.train_io import train_and_write
+
+NUM_AGENTS = 3
+EPISODES = 5
+CATCH_STEPS = 9  # bsuite Catch: the ball falls from row 0 to row 9, one per step
+
+
+@pytest.fixture(scope="module")
+def replayed(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    config = parse_train_config(
+        {
+            "name": "tiny",
+            "algo": "deep",
+            "env": "Catch-bsuite",
+            "num_envs": 8,
+            "num_seeds": 2,
+            "total_env_steps": 8 * 8 * 2,
+            "runner": {"num_chunks": 2, "out_dir": str(out), "progress": False},
+            "deep": {
+                "num_agents": NUM_AGENTS,
+                "family": "linear",
+                "rollout_steps": 8,
+                "auction": "vickrey",
+            },
+        }
+    )
+    train_and_write(config)
+    run = out / "tiny"
+    summary = replay(run, episodes=EPISODES)
+    rows = [
+        json.loads(x)
+        for x in (run / "replay" / "replay.jsonl").read_text().splitlines()
+    ]
+    return run, summary, rows
+
+
+def _episodes(rows):
+    by_episode = defaultdict(list)
+    for row in rows:
+        by_episode[row["episode"]].append(row)
+    return by_episode
+
+
+def test_each_episode_is_one_whole_catch_episode(replayed):
+    _, summary, rows = replayed
+    episodes = _episodes(rows)
+    assert sorted(episodes) == list(range(EPISODES))
+    for steps in episodes.values():
+        assert [r["step"] for r in steps] == list(range(CATCH_STEPS))
+        assert [r["done"] for r in steps] == [False] * (CATCH_STEPS - 1) + [True]
+        # Catch pays only when the ball lands: 0 before, then +1 or -1.
+        assert [r["reward"] for r in steps[:-1]] == [0.0] * (CATCH_STEPS - 1)
+        assert steps[-1]["reward"] in (-1.0, 1.0)
+    assert summary["finished"] == EPISODES
+
+
+def test_returns_are_the_sums_of_the_recorded_rewards(replayed):
+    _, summary, rows = replayed
+    episodes = _episodes(rows)
+    sums = [sum(r["reward"] for r in episodes[e]) for e in range(EPISODES)]
+    assert summary["returns"] == sums
+    assert summary["return_mean"] == pytest.approx(np.mean(sums))
+    assert summary["return_std"] == pytest.approx(np.std(sums))
+
+
+def test_greedy_vickrey_owner_is_the_top_bidder_and_pays_the_second_bid(replayed):
+    _, summary, rows = replayed
+    for r in rows:
+        assert -1 <= r["owner"] < NUM_AGENTS
+        agents = [a for a, _ in r["top_bids"]]
+        bids = [b for _, b in r["top_bids"]]
+        assert len(set(agents)) == len(agents) and set(agents) <= {0, 1, 2}
+        assert bids == sorted(bids, reverse=True)
+        if r["owner"] >= 0:  # explore = 0: the auction alone decides
+            assert r["owner"] == agents[0]
+            assert r["paid"] == pytest.approx(bids[1], rel=1e-6)
+            assert r["owner_wealth"] is not None
+    assert summary["explore"] == 0.0
+    assert summary["bank_acted_frac"] == pytest.approx(
+        np.mean([r["owner"] < 0 for r in rows])
+    )
+    assert summary["mean_price"] == pytest.approx(np.mean([r["paid"] for r in rows]))
+
+
+def test_pictures_are_pngs(replayed):
+    run, _, _ = replayed
+    for name in ("ownership.png", "wealth.png"):
+        data = (run / "replay" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_bad_run_dir_is_one_line_exit_2(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "marketjax.cli", "replay", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"config error: replay: {tmp_path / 'nope'} is not a run directory"
+    ]
+
+
+def test_corrupt_checkpoint_and_bad_episodes_are_config_errors(replayed, tmp_path):
+    run, _, _ = replayed
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "config.yaml").write_text((run / "config.yaml").read_text())
+    (copy / "checkpoint.msgpack").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"checkpoint is corrupt.*is empty"):
+        replay(copy)
+    with pytest.raises(ConfigError, match="'--episodes' must be >= 1"):
+        replay(run, episodes=0)
+
+
+def test_a_wide_run_is_refused_before_its_checkpoint_is_read(tmp_path):
+    (tmp_path / "config.yaml").write_text(
+        "name: w\nalgo: wide\nenv: Catch-bsuite\ntotal_env_steps: 64\n"
+    )
+    (tmp_path / "checkpoint.msgpack").write_bytes(b"")
+    with pytest.raises(
+        ConfigError,
+        match=r"^replay supports deep markets \(and ppo: returns only\); got wide$",
+    ):
+        replay(tmp_path)
+
+
+def test_a_ppo_run_gets_its_evaluation_returns(tmp_path):
+    config = parse_train_config(
+        {
+            "name": "ppo",
+            "algo": "ppo",
+            "env": "Catch-bsuite",
+            "num_envs": 4,
+            "total_env_steps": 4 * 8 * 2,
+            "runner": {"num_chunks": 2, "out_dir": str(tmp_path), "progress": False},
+            "ppo": {"num_steps": 8, "num_minibatches": 2, "hidden": [8]},
+        }
+    )
+    train_and_write(config)
+    summary = replay(tmp_path / "ppo", episodes=6)
+    written = json.loads((tmp_path / "ppo" / "replay" / "summary.json").read_text())
+    assert written == summary
+    assert summary["algo"] == "ppo" and summary["finished"] == 6
+    # A Catch episode pays exactly once, +1 (caught) or -1 (missed).
+    assert len(summary["returns"]) == 6
+    assert set(summary["returns"]) <= {-1.0, 1.0}
+    assert summary["return_mean"] == pytest.approx(np.mean(summary["returns"]))
+    assert summary["return_std"] == pytest.approx(np.std(summary["returns"]))
+    assert not (tmp_path / "ppo" / "replay" / "replay.jsonl").exists()
