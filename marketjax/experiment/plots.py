@@ -27,11 +27,13 @@ def plot_returns(metrics_path: str | Path, png_path: str | Path, title: str) -> 
             dtype=float,
         )
         for s in range(per_seed.shape[1]):
-            ax.plot(steps, per_seed[:, s], lw=0.8, alpha=0.4)
+            ax.plot(
+                steps, per_seed[:, s], lw=0.8, alpha=0.5, marker=".", label=f"seed {s}"
+            )
         median = [
             np.nan if r["mean_return"] is None else r["mean_return"] for r in rows
         ]
-        ax.plot(steps, median, lw=2.0, color="k", label="median over seeds")
+        ax.plot(steps, median, lw=2.0, color="k", marker="o", label="median over seeds")
         ax.legend(loc="lower right")
     ax.set_xlabel("env steps (per seed)")
     ax.set_ylabel("mean episode return")

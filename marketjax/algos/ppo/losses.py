@@ -98,8 +98,14 @@ def gae(
         adv = delta + gamma * lam * nd * carry
         return adv, adv
 
+    # Unrolled 16 steps per loop iteration: the recursion is a few flops per
+    # step, so loop overhead dominated it (7% of a PPO update, issue 17).
     _, advantages = jax.lax.scan(
-        backward, jnp.zeros_like(last_value), (deltas, not_done), reverse=True
+        backward,
+        jnp.zeros_like(last_value),
+        (deltas, not_done),
+        reverse=True,
+        unroll=16,
     )
     return advantages, advantages + values
 
