@@ -181,6 +181,11 @@ def plot(rows: list[dict], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer cases, k=3")
+    parser.add_argument(
+        "--modes", default=None, help="comma-separated: act,learn (default both)"
+    )
+    parser.add_argument("--families", default=None, help="linear,mlp")
+    parser.add_argument("--batches", default=None, help="e.g. 4096")
     parser.add_argument("--out", default="benchmarks/out", help="folder for the PNG")
     parser.add_argument("--repeats", type=int, default=None, help="best of k")
     args = parser.parse_args()
@@ -189,6 +194,9 @@ def main() -> None:
     agents = [64] if args.quick else [8, 64]
     families = ["linear"] if args.quick else ["linear", "mlp"]
     modes = ["act"] if args.quick else ["act", "learn"]
+    modes = args.modes.split(",") if args.modes else modes
+    families = args.families.split(",") if args.families else families
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else batches
 
     rows = []
     for b in batches:

@@ -75,10 +75,26 @@ def linear_anneal(start, end, fraction, num_updates: int, index) -> jax.Array:
     return jnp.asarray(start + (end - start) * progress, jnp.float32)
 
 
+COUNTING_MAX_AGENTS = 256  # above this, group by sorting instead of counting
+
+
 def group_by_owner(
     key: jax.Array, owner: jax.Array, num_agents: int, capacity: int
 ) -> tuple[jax.Array, jax.Array]:
     """Each agent's own samples, gathered into a fixed-size buffer.
+
+    Three regimes, fastest first:
+
+    - ``capacity >= M``: every agent may keep every sample, so nothing is grouped:
+      each agent sees all M samples under a mask (the N·M masked loss; cheap for
+      small N, exactly the first wave's computation);
+    - ``N <= COUNTING_MAX_AGENTS``: a counting pass (a cumulative sum over one-hot
+      owners, O(M·N) integer adds) ranks each sample among its owner's;
+    - otherwise a sort by owner, O(M log M).
+
+    An agent that holds more than ``capacity`` samples keeps a random cyclic window
+    of them (a random rotation of the sample order, then the first ``capacity``;
+    the sort path keeps a uniform random subset).
 
     Args:
       key: randomises which samples an over-full agent keeps.
@@ -88,21 +104,34 @@ def group_by_owner(
 
     Returns:
       ``(index i32[N, C], mask bool[N, C])``: agent i's j-th sample is
-      ``index[i, j]`` where ``mask[i, j]``. Work is O(M log M + N·C).
+      ``index[i, j]`` where ``mask[i, j]``.
     """
     m = owner.shape[0]
-    group = jnp.where(owner >= 0, owner, num_agents)
-    noise = jax.random.uniform(key, (m,))
-    order = jnp.lexsort((noise, group))  # by agent, random within an agent
-    sorted_group = group[order]
-    counts = jnp.zeros((num_agents + 1,), jnp.int32).at[group].add(1)
-    starts = jnp.cumsum(counts) - counts
-    rank = jnp.arange(m, dtype=jnp.int32) - starts[sorted_group]
-    keep = (sorted_group < num_agents) & (rank < capacity)
-    row = jnp.where(keep, sorted_group, num_agents)  # out of range: dropped
+    agents = jnp.arange(num_agents, dtype=owner.dtype)
+    if capacity >= m:
+        index = jnp.broadcast_to(jnp.arange(m, dtype=jnp.int32), (num_agents, m))
+        return index, owner[None, :] == agents[:, None]
+    if num_agents <= COUNTING_MAX_AGENTS:
+        shift = jax.random.randint(key, (), 0, m)
+        order = (jnp.arange(m, dtype=jnp.int32) + shift) % m
+        group = owner[order]
+        onehot = (group[:, None] == agents[None, :]).astype(jnp.int32)  # [M, N]
+        rank = jnp.sum(jnp.cumsum(onehot, axis=0) * onehot, axis=1) - 1
+        valid = group >= 0
+    else:
+        group = jnp.where(owner >= 0, owner, num_agents)
+        noise = jax.random.uniform(key, (m,))
+        order = jnp.lexsort((noise, group)).astype(jnp.int32)  # by agent, random
+        group = group[order]
+        counts = jnp.zeros((num_agents + 1,), jnp.int32).at[group].add(1)
+        starts = jnp.cumsum(counts) - counts
+        rank = jnp.arange(m, dtype=jnp.int32) - starts[group]
+        valid = group < num_agents
+    keep = valid & (rank < capacity)
+    row = jnp.where(keep, group, num_agents)  # out of range: dropped
     col = jnp.where(keep, rank, 0)
     index = jnp.zeros((num_agents, capacity), jnp.int32)
-    index = index.at[row, col].set(order.astype(jnp.int32), mode="drop")
+    index = index.at[row, col].set(order, mode="drop")
     mask = jnp.zeros((num_agents, capacity), bool).at[row, col].set(True, mode="drop")
     return index, mask
 

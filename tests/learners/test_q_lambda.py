@@ -68,3 +68,16 @@ def test_exploration_anneals_linearly_then_holds(index, expected):
     # 100 updates, annealed over the first 10% of them
     value = linear_anneal(1.0, 0.05, 0.1, 100, index)
     np.testing.assert_allclose(float(value), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("num_agents", [3, 300])  # counting and sorting paths
+def test_both_grouping_paths_keep_each_agents_samples_within_capacity(num_agents):
+    owner = jax.random.randint(jax.random.key(4), (500,), -1, 3)
+    index, mask = group_by_owner(jax.random.key(5), owner, num_agents, 100)
+    index, mask = np.asarray(index), np.asarray(mask)
+    owner = np.asarray(owner)
+    for agent in range(3):
+        kept = index[agent][mask[agent]]
+        assert len(set(kept.tolist())) == len(kept) == min(100, (owner == agent).sum())
+        assert np.all(owner[kept] == agent)
+    assert mask[3:].sum() == 0
