@@ -25,17 +25,13 @@ import jax.numpy as jnp
 
 from marketjax.agents.families import FAMILIES, make_family
 from marketjax.agents.population import init_population
-from marketjax.algos.market_config import MarketConfig
+from marketjax.algos.market_config import MarketConfig, explore_rate, market_learner
 from marketjax.algos.market_trainer import make_market_trainer
 from marketjax.core.config import ConfigError, field
 from marketjax.core.schema import TrainConfig, Trainer, sweepable_params, total_updates
 from marketjax.envs.gymnax_adapter import BatchedEnv
 from marketjax.learners import (
-    LEARNING_CHAINS,
-    chain,
     linear_anneal,
-    q_lambda,
-    selection,
 )
 from marketjax.markets.deep import DeepMarket, DeepMarketParams, StepRecord
 from marketjax.markets.diagnostics import ownership_diagnostics
@@ -111,31 +107,17 @@ def make_trainer(config: TrainConfig) -> Trainer:
     market = DeepMarket(env, family, dc.auction, dc.rent_rule, dc.rent_on)
     steps_per_update = dc.rollout_steps * config.num_envs
     num_updates = total_updates(config, steps_per_update)
-    learners = {
-        "q_lambda": lambda: q_lambda(
-            lambda p, obs: family.bid({"bid": p}, obs)[None],
-            lambda params: params["bid"],
-            lambda params, bid: {**params, "bid": bid},
-            num_updates=num_updates,
-            epochs=dc.epochs,
-            minibatches=dc.minibatches,
-            capacity_factor=dc.sample_capacity,
-            anneal_lr=dc.anneal_lr,
-        ),
-        "selection": lambda: selection(
-            family, min_age=dc.min_age, funding=dc.entry_funding
-        ),
-    }
-    learner = chain(*(learners[name]() for name in LEARNING_CHAINS[dc.learning]))
+    learner = market_learner(
+        dc,
+        family,
+        lambda p, obs: family.bid({"bid": p}, obs)[None],
+        lambda params: params["bid"],
+        lambda params, bid: {**params, "bid": bid},
+        num_updates,
+    )
 
     def market_params(params, update_index):
-        explore = linear_anneal(
-            params["explore_start"],
-            params["explore_end"],
-            params["explore_fraction"],
-            num_updates,
-            update_index,
-        )
+        explore = explore_rate(params, num_updates, update_index)
         return DeepMarketParams(params["gamma"], params["rent"], explore)
 
     def make_population(key, params):

@@ -14,7 +14,14 @@ from typing import Literal
 
 from marketjax.agents.population import ENTRY_FUNDING
 from marketjax.core.config import ConfigError, field
-from marketjax.learners import LEARNING_CHAINS
+from marketjax.learners import (
+    LEARNING_CHAINS,
+    Learner,
+    chain,
+    linear_anneal,
+    q_lambda,
+    selection,
+)
 from marketjax.markets.ledger import RENT_RULES
 
 Learning = Literal[tuple(LEARNING_CHAINS)]
@@ -100,3 +107,43 @@ class MarketConfig:
                 f"'{section}.minibatches' ({self.minibatches}) must divide "
                 f"rollout_steps * num_envs ({samples})"
             )
+
+
+def market_learner(
+    section: MarketConfig, family, value_fn, get, put, num_updates: int
+) -> Learner:
+    """The chain of learners a market section's ``learning:`` names.
+
+    Args:
+      section: the market's config section.
+      family: the agents' family (entrants for ``selection``).
+      value_fn, get, put: what Q(λ) trains (see :func:`marketjax.learners.q_lambda`).
+      num_updates: updates of the run (the learning-rate horizon).
+    """
+    factories = {
+        "q_lambda": lambda: q_lambda(
+            value_fn,
+            get,
+            put,
+            num_updates=num_updates,
+            epochs=section.epochs,
+            minibatches=section.minibatches,
+            capacity_factor=section.sample_capacity,
+            anneal_lr=section.anneal_lr,
+        ),
+        "selection": lambda: selection(
+            family, min_age=section.min_age, funding=section.entry_funding
+        ),
+    }
+    return chain(*(factories[name]() for name in LEARNING_CHAINS[section.learning]))
+
+
+def explore_rate(params: dict, num_updates: int, update_index):
+    """ε of the exploration at an update, from the section's sweepable numbers."""
+    return linear_anneal(
+        params["explore_start"],
+        params["explore_end"],
+        params["explore_fraction"],
+        num_updates,
+        update_index,
+    )

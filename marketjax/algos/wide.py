@@ -23,18 +23,11 @@ import jax.numpy as jnp
 
 from marketjax.agents.families import AgentFamily, perturb_floats
 from marketjax.agents.population import Population
-from marketjax.algos.market_config import MarketConfig
+from marketjax.algos.market_config import MarketConfig, explore_rate, market_learner
 from marketjax.algos.market_trainer import make_market_trainer
 from marketjax.core.config import field
 from marketjax.core.schema import TrainConfig, Trainer, sweepable_params, total_updates
 from marketjax.envs.gymnax_adapter import BatchedEnv
-from marketjax.learners import (
-    LEARNING_CHAINS,
-    chain,
-    linear_anneal,
-    q_lambda,
-    selection,
-)
 from marketjax.markets.wide import (
     WideMarket,
     WideMarketParams,
@@ -117,31 +110,17 @@ def make_trainer(config: TrainConfig) -> Trainer:
         False,
         num_actions,
     )
-    learners = {
-        "q_lambda": lambda: q_lambda(
-            lambda p, obs: nets.apply(p, obs).reshape(-1),
-            lambda params: params,
-            lambda params, new: new,
-            num_updates=num_updates,
-            epochs=wc.epochs,
-            minibatches=wc.minibatches,
-            capacity_factor=wc.sample_capacity,
-            anneal_lr=wc.anneal_lr,
-        ),
-        "selection": lambda: selection(
-            family, min_age=wc.min_age, funding=wc.entry_funding
-        ),
-    }
-    learner = chain(*(learners[name]() for name in LEARNING_CHAINS[wc.learning]))
+    learner = market_learner(
+        wc,
+        family,
+        lambda p, obs: nets.apply(p, obs).reshape(-1),
+        lambda params: params,
+        lambda params, new: new,
+        num_updates,
+    )
 
     def market_params(params, update_index):
-        explore = linear_anneal(
-            params["explore_start"],
-            params["explore_end"],
-            params["explore_fraction"],
-            num_updates,
-            update_index,
-        )
+        explore = explore_rate(params, num_updates, update_index)
         return WideMarketParams(
             gamma=params["gamma"],
             rent=params["rent"],
