@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from marketjax.algos.ppo.networks import ActorCritic
+from marketjax.algos.ppo.trainer import make_network
 from marketjax.envs.gymnax_adapter import BatchedEnv
 from marketjax.experiment.checkpoint import write_json_atomic
 
@@ -28,13 +28,7 @@ def play_ppo(config, params, episodes: int, max_steps: int) -> dict:
     cfg = config.algo_config
     env = BatchedEnv(config.env, episodes)
     spec = env.spec
-    network = ActorCritic(
-        num_actions=spec.num_actions,
-        discrete=spec.discrete,
-        hidden=tuple(cfg.hidden),
-        activation=cfg.activation,
-        log_std_init=cfg.log_std_init,
-    )
+    network = make_network(cfg, spec)
 
     def one(carry, key):
         env_state, obs = carry

@@ -148,18 +148,23 @@ def make_optimizer(
     )
 
 
-def make_trainer(config: TrainConfig) -> Trainer:
-    """Builds PPO's ``init(key)`` and ``update(state)`` for one seed of ``config``."""
-    cfg: PPOConfig = config.algo_config
-    env = BatchedEnv(config.env, config.num_envs)
-    spec = env.spec
-    network = ActorCritic(
+def make_network(cfg: PPOConfig, spec) -> ActorCritic:
+    """The actor-critic of a ``ppo:`` section for an env's spec."""
+    return ActorCritic(
         num_actions=spec.num_actions,
         discrete=spec.discrete,
         hidden=tuple(cfg.hidden),
         activation=cfg.activation,
         log_std_init=cfg.log_std_init,
     )
+
+
+def make_trainer(config: TrainConfig) -> Trainer:
+    """Builds PPO's ``init(key)`` and ``update(state)`` for one seed of ``config``."""
+    cfg: PPOConfig = config.algo_config
+    env = BatchedEnv(config.env, config.num_envs)
+    spec = env.spec
+    network = make_network(cfg, spec)
     batch_size = config.num_envs * cfg.num_steps
     minibatch_size = batch_size // cfg.num_minibatches
 
