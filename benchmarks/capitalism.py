@@ -34,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
 INERT = ["deep.initial_wealth=1000000", "deep.rent=0", "deep.exit_threshold=0"]
 CATCH = "configs/capitalism_catch.yaml"
+CARTPOLE = "configs/capitalism_cartpole.yaml"
 CASES = {
     # name: (config, overrides, threshold)
     "catch_both": (CATCH, [], 0.8),
@@ -42,7 +43,12 @@ CASES = {
     "catch_both_inert": (CATCH, INERT, 0.8),
     "catch_bids_inert": (CATCH, ["deep.learning=bids", *INERT], 0.8),
     "catch_selection_inert": (CATCH, ["deep.learning=selection", *INERT], 0.8),
-    "cartpole_both": ("configs/capitalism_cartpole.yaml", [], 450.0),
+    "cartpole_both": (CARTPOLE, [], 450.0),
+    "cartpole_bids": (CARTPOLE, ["deep.learning=bids"], 450.0),
+    "cartpole_selection": (CARTPOLE, ["deep.learning=selection"], 450.0),
+    "cartpole_both_inert": (CARTPOLE, INERT, 450.0),
+    "cartpole_bids_inert": (CARTPOLE, ["deep.learning=bids", *INERT], 450.0),
+    "cartpole_selection_inert": (CARTPOLE, ["deep.learning=selection", *INERT], 450.0),
     "hayek_cartpole": ("configs/hayek_cartpole.yaml", [], 450.0),
 }
 

@@ -9,6 +9,13 @@ Every case is measured in the same process, so the ratio compares like with like
 - ``learn``: one full update of the ``algo: deep`` trainer (``learning: bids``): the
   rollout plus the Q(λ) bid regression.
 
+``--budget-ablation`` measures what the money rules cost (issue 9), as ratios to the
+raw env in one process, with acting linear agents: ``budget`` = ``shared`` (the
+shipped rule: each bid capped at 1/B of the agent's budget, wealth 1e6), the old
+``per_episode`` cap (each bid capped at the whole wealth: the rule that let B
+episodes overdraw an account), and ``binding`` (the shared rule with wealth 300 so
+that caps bind, rent on every living agent, ε = 0.001).
+
 Compile time is measured apart (``lower().compile()``); the rate is the best of k
 timed calls, each ending in ``block_until_ready``. One JSON object per line::
 
@@ -30,7 +37,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from marketjax.agents.families import make_family
+from marketjax.agents.families import make_family, population_bids
 from marketjax.agents.population import init_population
 from marketjax.algos.deep import make_trainer
 from marketjax.envs.gymnax_adapter import BatchedEnv, make_gymnax
@@ -94,14 +101,33 @@ def raw_case(batch: int):
     return run, (jax.random.key(1), env_state), batch * steps
 
 
-def act_case(batch: int, n: int, family: str):
+class PerEpisodeCapMarket(DeepMarket):
+    """The rule before the shared budget: every bid capped at the whole wealth."""
+
+    def capped_bids(self, population, obs, rent):
+        raw = population_bids(self.family, population.params, obs)
+        bids = jnp.minimum(raw, self.bid_budget(population.wealth, rent)[None, :])
+        valid = (population.alive & (population.wealth > 0.0))[None, :]
+        return bids, jnp.broadcast_to(valid, bids.shape), raw
+
+
+BUDGETS = ("shared", "per_episode", "binding")
+
+
+def act_case(batch: int, n: int, family: str, budget: str = "shared"):
     """``DeepMarket.rollout`` (acting and settling, no learning)."""
     env = BatchedEnv(ENV, batch)
     fam = make_family(family, env.spec.obs_dim, env.spec.num_actions, (64, 64))
-    market = DeepMarket(env, fam, "vickrey")
-    pop = init_population(jax.random.key(0), fam, n, 1e6)
+    if budget == "per_episode":
+        market = PerEpisodeCapMarket(env, fam, "vickrey")
+    elif budget == "binding":
+        market = DeepMarket(env, fam, "credit_conserving", rent_on="all")
+    else:
+        market = DeepMarket(env, fam, "vickrey")
+    wealth, rent = (300.0, 0.001) if budget == "binding" else (1e6, 0.0)
+    pop = init_population(jax.random.key(0), fam, n, wealth)
     state = market.init(jax.random.key(1), pop)
-    params = DeepMarketParams(jnp.float32(0.99), jnp.float32(0.0), jnp.float32(0.05))
+    params = DeepMarketParams(jnp.float32(0.99), jnp.float32(rent), jnp.float32(0.05))
     steps = _steps_per_call(batch)
 
     def run(s):
@@ -178,6 +204,35 @@ def plot(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def budget_ablation(args) -> None:
+    """Acting throughput under each money rule of :data:`BUDGETS`, interleaved."""
+    repeats = args.repeats or 7
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else [64, 4096]
+    for b in batches:
+        raw_fn, raw_state, raw_steps = raw_case(b)
+        cases = [_compile(raw_fn, raw_state)[0], raw_state]
+        timed = [(cases[0], cases[1])]
+        steps = []
+        for budget in BUDGETS:
+            fn, state, n_steps = act_case(b, 64, "linear", budget)
+            timed.append((_compile(fn, state)[0], state))
+            steps.append(n_steps)
+        times = _best_interleaved(timed, repeats)
+        raw = raw_steps / times[0]
+        for budget, t, n_steps in zip(BUDGETS, times[1:], steps, strict=True):
+            row = {
+                "B": b,
+                "N": 64,
+                "family": "linear",
+                "mode": "act",
+                "budget": budget,
+                "raw_env_steps_per_s": round(raw),
+                "market_env_steps_per_s": round(n_steps / t),
+                "ratio": round(n_steps / t / raw, 4),
+            }
+            print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer cases, k=3")
@@ -188,7 +243,15 @@ def main() -> None:
     parser.add_argument("--batches", default=None, help="e.g. 4096")
     parser.add_argument("--out", default="benchmarks/out", help="folder for the PNG")
     parser.add_argument("--repeats", type=int, default=None, help="best of k")
+    parser.add_argument(
+        "--budget-ablation",
+        action="store_true",
+        help="act, linear N=64: shared budget vs per-episode cap vs binding money",
+    )
     args = parser.parse_args()
+    if args.budget_ablation:
+        budget_ablation(args)
+        return
     repeats = args.repeats or (3 if args.quick else 7)
     batches = [64, 4096] if args.quick else [1, 64, 1024, 4096]
     agents = [64] if args.quick else [8, 64]
