@@ -89,10 +89,12 @@ def demand(d: jax.Array, curvature, coupling) -> jax.Array:
       f32[..., G] the unique demanded bundle.
     """
     g = d.shape[-1]
-    a = jnp.asarray(curvature * (1.0 - coupling), d.dtype)[..., None]
-    b = jnp.asarray(curvature * coupling, d.dtype)[..., None]
+    lead = d.shape[:-1]
+    a = jnp.broadcast_to(jnp.asarray(curvature * (1.0 - coupling), d.dtype), lead)
+    b = jnp.broadcast_to(jnp.asarray(curvature * coupling, d.dtype), lead)
+    a, b = a[..., None], b[..., None]
     ranked = -jnp.sort(-d, axis=-1)
-    k = jnp.arange(1, g + 1, dtype=d.dtype)
+    k = jnp.arange(1, g + 1, dtype=d.dtype).reshape((1,) * len(lead) + (g,))
     candidates = jnp.maximum(jnp.cumsum(ranked, axis=-1) / (a + k * b), 0.0)
     candidates = jnp.concatenate([jnp.zeros_like(candidates[..., :1]), candidates], -1)
     # f(S) at every candidate S (k = 0..G): the root has f = 0.
