@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from marketjax.algos import wide
+from marketjax.core.config import ConfigError
 from marketjax.experiment.registry import parse_train_config
 from marketjax.experiment.runner import as_params
 
@@ -86,3 +87,16 @@ def test_a_run_whose_clearing_fails_says_so_in_its_summary(trained):
     assert "warning" not in wide.report(
         jax.tree.map(lambda x: x[None], good), config, None
     )
+
+
+def test_a_coupling_that_breaks_positive_definiteness_is_refused_naming_the_key():
+    """MultiCatch-4: C = c((1-ρ)I + ρ11ᵀ) is PD only for ρ > -1/3."""
+    bad = {
+        **CONFIG,
+        "env": "MultiCatch-4",
+        "wide": {**CONFIG["wide"], "coupling": -0.4},
+    }
+    with pytest.raises(ConfigError, match=r"'wide\.coupling' must lie in"):
+        parse_train_config(bad)
+    ok = {**bad, "wide": {**bad["wide"], "coupling": -0.3}}
+    assert parse_train_config(ok).algo_config.coupling == pytest.approx(-0.3)
