@@ -134,9 +134,7 @@ def main():
                 ),
                 "equ_residual_max": float(np.max([x["equ_residual_max"] for x in m])),
                 "exits": float(np.sum([x["exits"] for x in m])),
-                "books_imbalance_max": float(
-                    np.max([x["books_imbalance"] for x in m])
-                ),
+                "books_imbalance_max": float(np.max([x["books_imbalance"] for x in m])),
             }
         )
         print(json.dumps(rows[-1]), flush=True)
