@@ -115,3 +115,19 @@ def test_coupled_caps_bound_the_valuation_and_shared_payments():
     np.testing.assert_allclose(
         cap_bids(raw, room, c, jnp.float32(0.0)), cap_bids(raw, room, c), rtol=1e-5
     )
+
+
+def test_a_chunk_reports_the_worst_equ_iterations_and_residual_not_their_mean():
+    from marketjax.experiment.runner import reduce_metrics
+
+    per_update = {
+        "episode_return_sum": jnp.zeros(3),
+        "episode_count": jnp.ones(3),
+        "equ_iterations_max": jnp.asarray([1.0, 7.0, 2.0]),
+        "equ_residual_max": jnp.asarray([1e-6, 3e-5, 2e-6]),
+        "equ_iterations_mean": jnp.asarray([1.0, 2.0, 3.0]),
+    }
+    out = reduce_metrics(per_update)
+    assert float(out["equ_iterations_max"]) == 7.0
+    assert float(out["equ_residual_max"]) == pytest.approx(3e-5)
+    assert float(out["equ_iterations_mean"]) == pytest.approx(2.0)
