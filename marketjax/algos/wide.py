@@ -25,7 +25,7 @@ from marketjax.agents.families import AgentFamily, perturb_floats
 from marketjax.agents.population import Population
 from marketjax.algos.market_config import MarketConfig, explore_rate, market_learner
 from marketjax.algos.market_trainer import make_market_trainer
-from marketjax.core.config import field
+from marketjax.core.config import ConfigError, field
 from marketjax.core.schema import TrainConfig, Trainer, sweepable_params, total_updates
 from marketjax.envs.gymnax_adapter import BatchedEnv
 from marketjax.markets.wide import (
@@ -35,6 +35,8 @@ from marketjax.markets.wide import (
     factors,
     make_q_networks,
 )
+from marketjax.markets.wide_clear import BUDGETS, VALUATIONS
+from marketjax.mechanisms.quadratic_equ import coupling_bounds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +48,43 @@ class WideConfig(MarketConfig):
         0.1, lo=0.0, lo_open=True, hi=1e6, doc="c in v(x) = q.x - (c/2)|x|^2"
     )
     control: Literal["proportional", "largest"] = "proportional"
+    valuation: Literal[VALUATIONS] = field(
+        "separable",
+        doc="separable: v = q.x - (c/2)|x|^2, closed-form Equ; coupled: "
+        "v = q.x - x'Cx/2, C = c((1-rho)I + rho 11'), batched Newton Equ",
+    )
+    coupling: float = field(
+        -0.1,
+        lo=-1.0,
+        lo_open=True,
+        hi=0.9,
+        doc="rho of coupled valuations: < 0 complements, > 0 substitutes; "
+        "C is positive definite for -1/(G-1) < rho < 1",
+    )
+    budget: Literal[BUDGETS] = field(
+        "per_episode",
+        doc="per_episode: sup v <= wealth in each episode; shared: <= an equal 1/B "
+        "share of the wealth (the deep market's rule: B episodes never overdraw)",
+    )
+    equ_tol: float = field(
+        1e-4, lo=0.0, lo_open=True, hi=1.0, doc="Equ's relative excess-demand tol"
+    )
+    equ_max_iters: int = field(50, lo=1, hi=100_000, doc="Equ's iteration cap")
 
     def validate(self, config: TrainConfig) -> None:
         self.check_common(config, "wide")
+        if self.valuation == "coupled":
+            from marketjax.envs.gymnax_adapter import make_gymnax
+
+            env, _ = make_gymnax(config.env)
+            goods = int(getattr(env, "num_factors", 1))
+            lo, hi = coupling_bounds(goods)
+            if not lo < self.coupling < hi:
+                raise ConfigError(
+                    f"'wide.coupling' must lie in ({lo:.4g}, {hi:g}) for the {goods} "
+                    f"goods of {config.env} (C must be positive definite), "
+                    f"got {self.coupling}"
+                )
 
     def notes(self, config: TrainConfig) -> list[str]:
         """Choices the run makes on the user's behalf (printed before it starts)."""
@@ -84,6 +120,11 @@ def step_metrics(num_agents: int):
             "control_share": jnp.mean(share),
             "distinct_leaders": jnp.sum(jnp.max(leaders, axis=0)),
             "win_top_share": jnp.max(wins) / jnp.maximum(jnp.sum(wins), 1.0),
+            "capped_fraction": jnp.mean(rec.capped),
+            "equ_converged_fraction": jnp.mean(rec.equ_converged.astype(jnp.float32)),
+            "equ_iterations_mean": jnp.mean(rec.equ_iterations.astype(jnp.float32)),
+            "equ_iterations_max": jnp.max(rec.equ_iterations).astype(jnp.float32),
+            "equ_residual_max": jnp.max(rec.equ_residual),
         }
 
     return metrics
@@ -97,7 +138,15 @@ def make_trainer(config: TrainConfig) -> Trainer:
     nets = make_q_networks(
         env.spec.obs_dim, num_goods, num_actions, wc.hidden, wc.layer_norm
     )
-    market = WideMarket(env, nets, wc.control == "proportional", wc.rent_rule)
+    market = WideMarket(
+        env,
+        nets,
+        wc.control == "proportional",
+        wc.rent_rule,
+        valuation=wc.valuation,
+        budget=wc.budget,
+        equ_max_iters=wc.equ_max_iters,
+    )
     n = wc.num_agents
     num_updates = total_updates(config, wc.rollout_steps * config.num_envs)
     # Wide agents are Q-networks: entrants are fresh networks or perturbed clones.
@@ -126,6 +175,8 @@ def make_trainer(config: TrainConfig) -> Trainer:
             rent=params["rent"],
             curvature=params["curvature"],
             explore=explore,
+            coupling=params["coupling"],
+            equ_tol=params["equ_tol"],
         )
 
     def make_population(key, params):
@@ -146,3 +197,32 @@ def make_trainer(config: TrainConfig) -> Trainer:
         rollout_steps=wc.rollout_steps,
         default_params=sweepable_params(wc),
     )
+
+
+def report(final_state, config: TrainConfig, out_dir) -> dict:
+    """The runner's hook: Equ's record of the whole run into ``summary.json``.
+
+    ``final_state`` has a leading run (seed) axis. A run in which clearing ever
+    failed carries a ``warning`` naming how often and how badly: never silent.
+    """
+    import numpy as np
+
+    equ = final_state.market.equ
+    markets = float(np.sum(equ.markets))
+    failed = float(np.sum(equ.unconverged))
+    residual = float(np.max(equ.residual_max))
+    out = {
+        "equ_markets": markets,
+        "equ_unconverged": failed,
+        "equ_converged_fraction": 1.0 - failed / max(markets, 1.0),
+        "equ_residual_max": residual,
+        "equ_iterations_max": int(np.max(equ.iterations_max)),
+    }
+    if failed > 0:
+        out["warning"] = (
+            f"Equ did not converge in {failed:.0f} of {markets:.0f} markets "
+            f"(largest excess demand left {residual:.3g}; wide.equ_tol "
+            f"{config.algo_config.equ_tol:g}): raise wide.equ_max_iters or "
+            f"move wide.coupling away from its bounds"
+        )
+    return out

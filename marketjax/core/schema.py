@@ -26,7 +26,8 @@ class Trainer(NamedTuple):
         of f32 scalars and must contain ``episode_return_sum`` and
         ``episode_count`` (completed episodes during the update); other entries
         are averaged over the updates of a chunk, except those listed in
-        :data:`SUMMED_METRICS` (counts, summed).
+        :data:`SUMMED_METRICS` (counts, summed) and :data:`MAXED_METRICS` (worst
+        cases, the maximum).
       steps_per_update: environment steps per update (for one seed).
       books_imbalance: optional ``books_imbalance(state) -> f32`` scalar, the relative
         imbalance of the market's books, checked between chunks in debug mode.
@@ -47,6 +48,8 @@ LOGGERS = ("jsonl", "tensorboard")
 
 # Metrics that count events: summed over a chunk's updates rather than averaged.
 SUMMED_METRICS = ("entries", "exits", "dividends", "parent_paid", "minted")
+# Metrics that are worst cases: the largest over a chunk's updates.
+MAXED_METRICS = ("equ_iterations_max", "equ_residual_max")
 
 
 @dataclasses.dataclass(frozen=True)

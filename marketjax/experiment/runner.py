@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from marketjax.core.schema import SUMMED_METRICS
+from marketjax.core.schema import MAXED_METRICS, SUMMED_METRICS
 from marketjax.experiment.registry import (
     TrainConfig,
     Trainer,
@@ -61,13 +61,15 @@ def reduce_metrics(metrics: dict) -> dict:
     """Reduces per-update metrics (leading axis U) to one scalar each, inside jit.
 
     ``episode_return_sum`` and ``episode_count`` are summed and give ``mean_return``
-    (NaN if no episode ended); counts (``entries``, ``exits``) are summed; every
-    other entry is averaged over the updates.
+    (NaN if no episode ended); counts (``entries``, ``exits``) are summed; worst
+    cases (``equ_iterations_max``, ``equ_residual_max``) are maxed; every other
+    entry is averaged over the updates.
     """
     total = jnp.sum(metrics["episode_return_sum"])
     count = jnp.sum(metrics["episode_count"])
+    reduce = {k: jnp.sum for k in SUMMED_METRICS} | {k: jnp.max for k in MAXED_METRICS}
     out = {
-        k: jnp.sum(v) if k in SUMMED_METRICS else jnp.mean(v)
+        k: reduce.get(k, jnp.mean)(v)
         for k, v in metrics.items()
         if k not in ("episode_return_sum", "episode_count")
     }

@@ -35,12 +35,20 @@ from marketjax.agents.population import Population
 from marketjax.core.axes import axes
 from marketjax.envs.gymnax_adapter import BatchedEnv, EpisodeStats, track_episodes
 from marketjax.learners.base import Experience
-from marketjax.markets.ledger import RENT_BASES, Books, living_rent, rent_due, transfer
+from marketjax.markets.ledger import (
+    BUDGET_HEADROOM,  # noqa: F401  (re-exported: the rule lives in the ledger)
+    RENT_BASES,
+    Books,
+    bid_budget,
+    episode_share,
+    living_rent,
+    rent_due,
+    transfer,
+)
 from marketjax.mechanisms.auctions import rank_bids
 from marketjax.mechanisms.payments import check_rule, payment, seller_share
 
 BANK = -1  # owner index of the bank/founder account
-BUDGET_HEADROOM = 1e-4  # share of the budget kept back from bids (float32 rounding)
 
 
 @struct.dataclass
@@ -91,8 +99,7 @@ def budgeted_bids(raw: jax.Array, budget: jax.Array) -> jax.Array:
       sum to at most its budget. Negative bids (the bidder is paid to take the
       right) commit nothing and pass unchanged.
     """
-    share = budget * (1.0 - BUDGET_HEADROOM) / raw.shape[0]
-    return jnp.minimum(raw, share[None, :])
+    return jnp.minimum(raw, episode_share(budget, raw.shape[0])[None, :])
 
 
 class DeepMarket:
@@ -138,10 +145,7 @@ class DeepMarket:
 
     def bid_budget(self, wealth: jax.Array, rent: jax.Array) -> jax.Array:
         """f32[N]: what an agent may commit to bids this step (rent set aside)."""
-        positive = jnp.maximum(wealth, 0.0)
-        if self.rent_rule == "flat":
-            return jnp.maximum(positive - rent * self.env.num_envs, 0.0)
-        return positive * (1.0 - jnp.minimum(rent, 1.0))
+        return bid_budget(wealth, rent, self.rent_rule, self.env.num_envs)
 
     def capped_bids(self, population: Population, obs: jax.Array, rent: jax.Array):
         """Budgeted bids f32[B, N], validity bool[B, N] and raw bids f32[B, N]."""
@@ -181,10 +185,8 @@ class DeepMarket:
         lottery_bid = jnp.take_along_axis(bids, lottery[:, None], axis=-1)[:, 0]
         own = jnp.where(use_lottery, lottery_bid, ranking.top)
         # A capped winner bid its share exactly: compare with the share itself.
-        share = (
-            self.bid_budget(population.wealth, params.rent)
-            * (1.0 - BUDGET_HEADROOM)
-            / bids.shape[0]
+        share = episode_share(
+            self.bid_budget(population.wealth, params.rent), bids.shape[0]
         )
         capped = own >= share[jnp.maximum(winner, 0)]
         pay = payment(self.rule, ranking.top, ranking.second, own)

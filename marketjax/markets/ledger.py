@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from flax import struct
 
 RENT_RULES = ("proportional", "flat")
+BUDGET_HEADROOM = 1e-4  # share of the budget kept back from bids (float32 rounding)
 RENT_BASES = ("owners", "all")  # who pays rent: holders of rights, or every agent
 
 
@@ -76,6 +77,35 @@ def rent_due(
     if rule == "flat":
         return rate * holdings
     return rate * jnp.maximum(wealth, 0.0) * holdings / num_slots
+
+
+def bid_budget(
+    wealth: jax.Array, rate: jax.Array, rule: str, num_slots: int
+) -> jax.Array:
+    """What each agent may commit this step in all B episodes together (rent set aside).
+
+    The shared budget of footnote 2 (one wealth for B episodes): positive wealth
+    less the most rent the agent can owe this step (it holds every slot).
+
+    Args:
+      wealth: f32[N].
+      rate: ε of the rent rule.
+      rule: one of :data:`RENT_RULES`.
+      num_slots: what there is to hold: B rights (deep), B·G units (wide).
+
+    Returns:
+      f32[N] >= 0.
+    """
+    positive = jnp.maximum(wealth, 0.0)
+    if rule == "flat":
+        return jnp.maximum(positive - rate * num_slots, 0.0)
+    return positive * (1.0 - jnp.minimum(rate, 1.0))
+
+
+def episode_share(budget: jax.Array, num_episodes: int) -> jax.Array:
+    """f32[N]: an agent's commitment cap in ONE of B episodes, an equal 1/B share of
+    its budget (less :data:`BUDGET_HEADROOM`), so B episodes never overdraw it."""
+    return budget * (1.0 - BUDGET_HEADROOM) / num_episodes
 
 
 def living_rent(

@@ -6,9 +6,14 @@ factor: a board of ``MultiCatch-K``; a non-factored env is one good), each in su
 
 1. each agent's network reads the observation and outputs Q_i(ω)[g, a], the value
    of controlling good g and acting a on it; its bid per unit of g is
-   ``q_ig = max_a Q_i[g, a]`` (capped so its valuation stays within its wealth);
-2. Equ clears every good (``wide_clear.clear``): prices p f32[B, G] and
-   allocations x f32[B, N, G];
+   ``q_ig = max_a Q_i[g, a]`` (capped so its valuation stays within its wealth, or
+   within its 1/B share of its budget under ``budget="shared"``);
+2. Equ clears every good: separable valuations in closed form
+   (``wide_clear.clear``), coupled ones (``v_i(x) = q_i·x − ½xᵀCx``, C not
+   diagonal) by the batched Newton solver ``mechanisms/quadratic_equ.py``, all B
+   markets in one call, warm-started from the previous step's prices (carried in
+   the state); every step records whether each market converged: prices
+   p f32[B, G] and allocations x f32[B, N, G];
 3. buyers pay ``p · x_i``; the previous holders (or the bank, at an episode's start)
    are paid γ times the price pro rata to what they held; the bank keeps the rest;
 4. each good's controller, drawn among its holders in proportion to their holdings,
@@ -37,8 +42,15 @@ from marketjax.agents.population import Population
 from marketjax.core.axes import axes
 from marketjax.envs.gymnax_adapter import BatchedEnv, EpisodeStats, track_episodes
 from marketjax.learners.base import Experience
-from marketjax.markets.ledger import Books, books_imbalance, rent_due
-from marketjax.markets.wide_clear import cap_bids, clear, exercise
+from marketjax.markets.ledger import (
+    Books,
+    bid_budget,
+    books_imbalance,
+    episode_share,
+    rent_due,
+)
+from marketjax.markets.wide_clear import BUDGETS, VALUATIONS, cap_bids, clear, exercise
+from marketjax.mechanisms.quadratic_equ import solve_batch
 
 
 @struct.dataclass
@@ -49,6 +61,32 @@ class WideMarketParams:
     rent: jax.Array  # f32[], ε of the rent rule
     curvature: jax.Array  # f32[], c of the valuations v(x) = q·x − (c/2)|x|²
     explore: jax.Array  # f32[], ε of the controllers' ε-greedy actions
+    coupling: jax.Array = 0.0  # f32[], ρ of C = c((1-ρ)I + ρ11ᵀ) (coupled only)
+    equ_tol: jax.Array = 1e-4  # f32[], Equ's relative excess-demand tolerance
+
+
+@struct.dataclass
+class EquTotals:
+    """Equ's record over a whole run (for the summary: failures are never silent)."""
+
+    markets: jax.Array  # f32[], markets cleared (steps × B)
+    unconverged: jax.Array  # f32[], of which Equ did not converge
+    residual_max: jax.Array  # f32[], the largest excess demand left
+    iterations_max: jax.Array  # i32[], the most Equ iterations of one market
+
+    @classmethod
+    def zeros(cls) -> EquTotals:
+        f = jnp.zeros((), jnp.float32)
+        return cls(f, f, f, jnp.zeros((), jnp.int32))
+
+    def add(self, converged, iterations, residual) -> EquTotals:
+        """Adds one step's markets (bool[B], i32[B], f32[B])."""
+        return EquTotals(
+            self.markets + converged.size,
+            self.unconverged + jnp.sum((~converged).astype(jnp.float32)),
+            jnp.maximum(self.residual_max, jnp.max(residual)),
+            jnp.maximum(self.iterations_max, jnp.max(iterations)),
+        )
 
 
 @struct.dataclass
@@ -61,6 +99,8 @@ class WideMarketState:
     holdings: jax.Array = axes("B", "N", "G")  # f32[B, N, G], bundles held
     stats: EpisodeStats
     books: Books
+    prices: jax.Array = axes("B", "G")  # f32[B, G], last clearing prices (warm start)
+    equ: EquTotals
 
 
 class WideStepRecord(NamedTuple):
@@ -75,6 +115,10 @@ class WideStepRecord(NamedTuple):
     done: jax.Array  # bool[B], the episode ended at this step
     completed_return_sum: jax.Array  # f32[]
     completed_count: jax.Array  # f32[]
+    equ_converged: jax.Array  # bool[B], Equ met its tolerance in each market
+    equ_iterations: jax.Array  # i32[B], Equ's iterations (0: closed form)
+    equ_residual: jax.Array  # f32[B], max_g |excess demand| left
+    capped: jax.Array  # f32[], share of (episode, agent) bids cut by the budget
 
 
 class QNetworks(NamedTuple):
@@ -139,9 +183,17 @@ class WideMarket:
         nets: QNetworks,
         proportional: bool = True,
         rent_rule: str = "proportional",
+        valuation: str = "separable",
+        budget: str = "per_episode",
+        equ_max_iters: int = 50,
     ):
         if not env.spec.discrete:
             raise ValueError(f"the wide market needs discrete actions; {env.name}")
+        if valuation not in VALUATIONS or budget not in BUDGETS:
+            raise ValueError(f"unknown valuation {valuation!r} or budget {budget!r}")
+        self.valuation = valuation
+        self.budget = budget
+        self.equ_max_iters = equ_max_iters
         self.env = env
         self.nets = nets
         self.proportional = proportional
@@ -162,6 +214,8 @@ class WideMarket:
             holdings=jnp.zeros((b, n, self.num_goods), jnp.float32),
             stats=EpisodeStats.zeros(b),
             books=Books.open(population.wealth),
+            prices=jnp.zeros((b, self.num_goods), jnp.float32),
+            equ=EquTotals.zeros(),
         )
 
     def q_values(self, params: Any, obs: jax.Array) -> jax.Array:
@@ -169,11 +223,53 @@ class WideMarket:
         per_agent = jax.vmap(jax.vmap(self.nets.apply, (None, 0)), (0, None))
         return jnp.moveaxis(per_agent(params, obs), 0, 1)
 
-    def equilibrium(self, population: Population, q: jax.Array, curvature):
-        """Capped bids f32[B, N, G], then prices f32[B, G] and bundles [B, N, G]."""
-        bids = cap_bids(jnp.max(q, axis=-1), population.wealth, curvature)
-        price, alloc = clear(jnp.swapaxes(bids, 1, 2), jnp.float32(1.0), curvature)
-        return bids, price, jnp.swapaxes(alloc, 1, 2)
+    def room(self, wealth: jax.Array, params: WideMarketParams) -> jax.Array:
+        """f32[N]: what an agent's valuation may reach in one episode."""
+        if self.budget == "per_episode":
+            return wealth
+        b = self.env.num_envs
+        budget = bid_budget(wealth, params.rent, self.rent_rule, b * self.num_goods)
+        return episode_share(budget, b)
+
+    def equilibrium(
+        self,
+        population: Population,
+        q: jax.Array,
+        params: WideMarketParams,
+        p0: jax.Array,
+    ):
+        """Equ for all B episodes from Q f32[B, N, G, A] and warm prices p0 f32[B, G].
+
+        Returns ``(bids f32[B, N, G], price f32[B, G], alloc f32[B, N, G],
+        converged bool[B], iterations i32[B], residual f32[B], capped f32[])``.
+        """
+        raw = jnp.max(q, axis=-1)
+        room = self.room(population.wealth, params)
+        if self.valuation == "separable":
+            bids = cap_bids(raw, room, params.curvature)
+            price, alloc = clear(
+                jnp.swapaxes(bids, 1, 2), jnp.float32(1.0), params.curvature
+            )
+            alloc = jnp.swapaxes(alloc, 1, 2)
+            residual = jnp.max(jnp.abs(jnp.sum(alloc, axis=1) - 1.0), axis=-1)
+            converged = jnp.ones(residual.shape, bool)
+            iterations = jnp.zeros(residual.shape, jnp.int32)
+        else:
+            bids = cap_bids(raw, room, params.curvature, params.coupling)
+            eq = solve_batch(
+                bids,
+                params.curvature,
+                params.coupling,
+                jnp.float32(1.0),
+                p0,
+                tol=params.equ_tol,
+                max_iters=self.equ_max_iters,
+            )
+            price, alloc = eq.prices, eq.allocation
+            converged, iterations, residual = eq.converged, eq.iterations, eq.residual
+        cut = jnp.any(bids != raw, axis=-1)  # [B, N]
+        capped = jnp.mean(cut.astype(jnp.float32))
+        return bids, price, alloc, converged, iterations, residual, capped
 
     def step(
         self, key: jax.Array, state: WideMarketState, params: WideMarketParams
@@ -182,7 +278,9 @@ class WideMarket:
         k_act, k_env = jax.random.split(key)
         pop = state.population
         q = self.q_values(pop.params, state.obs)
-        _, price, alloc = self.equilibrium(pop, q, params.curvature)
+        _, price, alloc, converged, iters, residual, capped = self.equilibrium(
+            pop, q, params, state.prices
+        )
         proposals = jnp.argmax(q, axis=-1).astype(jnp.int32)  # [B, N, G]
         controller, action, _ = exercise(
             k_act, alloc, proposals, params.explore, self.num_actions, self.proportional
@@ -208,7 +306,10 @@ class WideMarket:
         # At an episode's end the holders sell to nobody: the bank owns the goods
         # of the fresh episode and sells them at the next step.
         holdings = jnp.where(done[:, None, None], 0.0, alloc)
-        new_state = WideMarketState(population, env_state, obs, holdings, stats, books)
+        equ = state.equ.add(converged, iters, residual)
+        new_state = WideMarketState(
+            population, env_state, obs, holdings, stats, books, price, equ
+        )
         record = WideStepRecord(
             state.obs,
             price,
@@ -219,6 +320,10 @@ class WideMarket:
             done,
             ret_sum,
             ret_count,
+            converged,
+            iters,
+            residual,
+            capped,
         )
         return new_state, record
 
@@ -240,7 +345,7 @@ class WideMarket:
         the market on the last observation)."""
         pop = state.population
         q_last = self.q_values(pop.params, state.obs)
-        _, last_price, _ = self.equilibrium(pop, q_last, params.curvature)
+        last_price = self.equilibrium(pop, q_last, params, state.prices)[1]
         price_next = jnp.concatenate([rec.price[1:], last_price[None]], axis=0)
         goods = jnp.arange(self.num_goods, dtype=jnp.int32)
         return Experience(

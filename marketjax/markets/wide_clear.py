@@ -18,15 +18,29 @@ when every agent expects to lose from it, and its price is then negative (as in 
 deep market's auctions). Where the price is positive it equals the Walrasian
 equilibrium price computed by ``equilibrium.quasilinear`` (tested).
 
+Coupled valuations (``wide.valuation: coupled``) add cross terms,
+``v_i(x) = q_i·x − ½ xᵀ C x`` with ``C = c((1 − ρ)I + ρ11ᵀ)`` (ρ < 0: complements,
+ρ > 0: substitutes); Equ is then the batched Newton solver of
+``mechanisms/quadratic_equ.py`` (``ρ = 0`` gives back the closed form, tested).
+
 Budget caps (Algorithm 2, ``b[α] <- min(α_b, w[α])``): bids are scaled down so that
-``sup_x v_i(x) = Σ_g max(q_ig, 0)² / (2c) <= max(w_i, 0)``; an agent therefore never
-pays more for its bundle than its wealth.
+``sup_{x>=0} v_i(x) <= ½ q_i⁺ᵀ C⁻¹ q_i⁺ <= room_i`` (for ``ρ = 0`` the bound is
+``Σ_g max(q_ig, 0)² / (2c)``, exact); an agent therefore never pays more for its
+bundle than its room. The room is its wealth per episode (``wide.budget:
+per_episode``, the first wave's rule) or, under ``shared``, the deep market's equal
+1/B share of its shared budget (``ledger.bid_budget`` / ``ledger.episode_share``), so
+that B episodes together never overdraw the account.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from marketjax.mechanisms.quadratic_equ import inverse_form
+
+VALUATIONS = ("separable", "coupled")  # wide.valuation
+BUDGETS = ("per_episode", "shared")  # wide.budget
 
 
 def clear(bids: jax.Array, supply: jax.Array, curvature: jax.Array):
@@ -53,22 +67,29 @@ def clear(bids: jax.Array, supply: jax.Array, curvature: jax.Array):
     return price, allocation
 
 
-def cap_bids(bids: jax.Array, wealth: jax.Array, curvature: jax.Array) -> jax.Array:
-    """Scales each agent's bids so that its valuation never exceeds its wealth.
+def cap_bids(
+    bids: jax.Array, wealth: jax.Array, curvature: jax.Array, coupling=0.0
+) -> jax.Array:
+    """Scales each agent's bids so that its valuation never exceeds its room.
 
     Args:
       bids: f32[B, N, G] raw bids q_ig per episode.
-      wealth: f32[N] shared across the B episodes (footnote 2).
+      wealth: f32[N] the room per episode (wealth, or its 1/B budget share).
       curvature: f32[] c.
+      coupling: f32[] ρ (0: separable).
 
     Returns:
-      f32[B, N, G] bids κ_i q_i with κ_i = min(1, sqrt(2c w_i⁺ / Σ_g (q_ig⁺)²)).
+      f32[B, N, G] bids κ_i q_i with κ_i = min(1, sqrt(w_i⁺ / (½ q_i⁺ᵀ C⁻¹ q_i⁺)))
+      (for ρ = 0: min(1, sqrt(2c w_i⁺ / Σ_g (q_ig⁺)²))).
     """
-    positive = jnp.sum(jnp.square(jnp.maximum(bids, 0.0)), axis=-1)  # [B, N]
-    room = 2.0 * curvature * jnp.maximum(wealth, 0.0)[None, :]
-    scale = jnp.where(
-        positive > room, jnp.sqrt(room / jnp.maximum(positive, 1e-30)), 1.0
-    )
+    room = jnp.maximum(wealth, 0.0)[None, :]
+    positive = jnp.maximum(bids, 0.0)
+    if isinstance(coupling, float) and coupling == 0.0:
+        sup = jnp.sum(jnp.square(positive), axis=-1)  # [B, N], 2c·sup v
+        room = 2.0 * curvature * room
+    else:
+        sup = inverse_form(positive, curvature, coupling)  # [B, N]
+    scale = jnp.where(sup > room, jnp.sqrt(room / jnp.maximum(sup, 1e-30)), 1.0)
     return bids * scale[..., None]
 
 

@@ -126,6 +126,10 @@ def test_tiny_training_stays_finite_and_keeps_the_books(tiny_run):
     for h in history:
         assert all(np.all(np.isfinite(v)) for v in h.values())
         assert np.max(h["books_imbalance"]) <= 1e-5
+    # Separable Equ is the closed form: it reports every market cleared, 0 iterations.
+    equ = ("equ_converged_fraction", "equ_iterations_mean", "equ_iterations_max")
+    assert [float(np.min(history[-1][k])) for k in equ] == [1.0, 0.0, 0.0]
+    assert np.max(history[-1]["equ_residual_max"]) <= 1e-5
 
 
 def test_it_learns_multicatch2(tiny_run):
