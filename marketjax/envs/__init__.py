@@ -4,12 +4,18 @@ import functools
 
 from marketjax.envs.bandit import make_bandit
 from marketjax.envs.chain import make_chain
+from marketjax.envs.complements import make_complements
 from marketjax.envs.duality import make_duality
 from marketjax.envs.gymnax_adapter import register_env
 from marketjax.envs.multicatch import make_multicatch
+from marketjax.envs.supply_chain import make_supply_chain
 
 for _k in (2, 4):
     register_env(f"MultiCatch-{_k}", functools.partial(make_multicatch, _k))
+# Worlds made of goods (issue 11): a production line and two complementary keys.
+for _k in (2, 3):
+    register_env(f"SupplyChain-{_k}", functools.partial(make_supply_chain, _k))
+register_env("Complements-4", functools.partial(make_complements, 4))
 # Chang et al. (2020)'s tabular tasks.
 register_env("ChangBandit", make_bandit)
 register_env("ChangChain", make_chain)
