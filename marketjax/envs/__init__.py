@@ -3,6 +3,7 @@
 import functools
 
 from marketjax.envs.bandit import make_bandit
+from marketjax.envs.blocks_world import make_blocks_world
 from marketjax.envs.chain import make_chain
 from marketjax.envs.duality import make_duality
 from marketjax.envs.gymnax_adapter import register_env
@@ -14,3 +15,8 @@ for _k in (2, 4):
 register_env("ChangBandit", make_bandit)
 register_env("ChangChain", make_chain)
 register_env("ChangDuality", make_duality)
+# Baum's Blocks World (Hayek machine): 3 colours, step limit 10·n, up to 64 blocks.
+register_env("BlocksWorld", make_blocks_world)
+register_env(
+    "BlocksWorld-r10", functools.partial(make_blocks_world, reward_per_block=10.0)
+)
