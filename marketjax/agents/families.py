@@ -176,12 +176,14 @@ def rule_family(
     """Baum's Hayek agents: "if condition then action, bidding b" (Baum 1999).
 
     One agent's parameters: ``{"action": {"cond": i32[D], "move": i32[]},
-    "bid": {"log_bid": f32[]}}``. The bid is ``exp(log_bid)`` where the condition
-    holds and −inf (no bid: the auction ignores it) elsewhere. A fresh rule cares
-    about each feature with probability 1/2 (then true or false equally) and bids
-    around 1. A mutated clone redraws each condition with probability 1/D, its
-    action with probability ``action_flip_prob``, and multiplies its bid by
-    exp(N(0, scale²)).
+    "bid": {"log_bid": f32[], "w": f32[D]}}``. The bid is ``exp(log_bid + obs·w)``
+    where the condition holds and −inf (no bid: the auction ignores it) elsewhere:
+    a constant bid at w = 0 (a fresh rule), rising or falling with numeric
+    features once mutation moves w. A fresh rule cares about each feature with
+    probability 1/2 (then true or false equally) and bids around 1. A mutated
+    clone redraws each condition with probability 1/D, its action with
+    probability ``action_flip_prob``, and adds N(0, scale²) to log_bid and to each
+    weight.
     """
 
     def draw_cond(key, shape):
@@ -197,12 +199,16 @@ def rule_family(
                 "cond": draw_cond(k_cond, (obs_dim,)),  # i32[D]
                 "move": jax.random.randint(k_move, (), 0, num_actions),  # i32[]
             },
-            "bid": {"log_bid": 0.5 * jax.random.normal(k_bid, ())},  # f32[]
+            "bid": {
+                "log_bid": 0.5 * jax.random.normal(k_bid, ()),  # f32[]
+                "w": jnp.zeros((obs_dim,), jnp.float32),  # f32[D]
+            },
         }
 
     def bid(params, obs):
         match = rule_matches(params["action"]["cond"], obs)
-        return jnp.where(match, jnp.exp(params["bid"]["log_bid"]), -jnp.inf)
+        log_bid = params["bid"]["log_bid"] + obs @ params["bid"]["w"]
+        return jnp.where(match, jnp.exp(log_bid), -jnp.inf)
 
     def act(key, params, obs):
         del key, obs
@@ -216,8 +222,8 @@ def rule_family(
         flip = jax.random.bernoulli(k_flip, action_flip_prob)
         fresh = jax.random.randint(k_move, (), 0, num_actions)
         move = jnp.where(flip, fresh, params["action"]["move"])
-        log_bid = params["bid"]["log_bid"] + scale * jax.random.normal(k_bid, ())
-        return {"action": {"cond": cond, "move": move}, "bid": {"log_bid": log_bid}}
+        bid = perturb_floats(k_bid, params["bid"], scale)
+        return {"action": {"cond": cond, "move": move}, "bid": bid}
 
     return AgentFamily("rules", init, bid, act, mutate, False, num_actions)
 

@@ -151,12 +151,14 @@ def solved_by_size(final_state, config: TrainConfig, key=None) -> dict:
 
 def describe_rules(population, top: int = 8) -> list[str]:
     """The ``top`` richest living rules of one seed as readable lines."""
-    w = np.asarray(population.wealth)
+    wealth = np.asarray(population.wealth)
     cond = np.asarray(population.params["action"]["cond"])
     move = np.asarray(population.params["action"]["move"])
-    bid = np.exp(np.asarray(population.params["bid"]["log_bid"]))
+    log_bid = np.asarray(population.params["bid"]["log_bid"])
+    w = np.asarray(population.params["bid"]["w"])
+    p = FEATURES.index("progress")
     lines = []
-    for i in np.argsort(-w)[:top]:
+    for i in np.argsort(-wealth)[:top]:
         terms = [
             (name if c == 1 else f"not {name}")
             for name, c in zip(FEATURES, cond[i], strict=True)
@@ -165,7 +167,8 @@ def describe_rules(population, top: int = 8) -> list[str]:
         src, dst = MOVES[int(move[i])]
         lines.append(
             f"{' & '.join(terms) or 'always'} -> move {src}->{dst} "
-            f"(bid {bid[i]:.3g}, wealth {w[i]:.3g})"
+            f"(bid {np.exp(log_bid[i]):.3g} x {np.exp(w[i, p]):.3g}^progress, "
+            f"wealth {wealth[i]:.3g})"
         )
     return lines
 

@@ -19,7 +19,9 @@ n − 1 (within [1, M]); the first instance of a slot has n uniform in
 
 **Observation.** Not the stacks: eight 0/1 features of them, the predicates Baum's
 Hayek agents condition on (:data:`FEATURES`; "the next block needed" is the colour
-of goal block h₁, h₁ the height of stack 1). A program that reads only these
+of goal block h₁, h₁ the height of stack 1), and one number, ``progress``: the
+length of stack 1's correct prefix over n (Hayek3's agents also read numbers of
+the state, such as how many blocks are in place). A program that reads only these
 features runs unchanged on worlds of any M: :meth:`BlocksWorld.resized` builds a
 larger world for testing at sizes beyond training.
 """
@@ -45,6 +47,7 @@ FEATURES: tuple[str, ...] = (
     "empty3",
     "needed_in2",  # some block of stack 2 has the needed colour
     "needed_in3",  # some block of stack 3 has the needed colour
+    "progress",  # NOT 0/1: correct prefix length of stack 1 / n, in [0, 1]
 )
 EMPTY = -1
 
@@ -67,7 +70,7 @@ class BlocksParams(environment.EnvParams):
 
 
 def features(stacks: jax.Array, heights: jax.Array) -> jax.Array:
-    """The eight predicates of :data:`FEATURES` as f32[8] (0 or 1).
+    """:data:`FEATURES` as f32[9]: eight predicates (0 or 1), then ``progress``.
 
     Args:
       stacks: i32[4, M]; heights: i32[4].
@@ -92,7 +95,12 @@ def features(stacks: jax.Array, heights: jax.Array) -> jax.Array:
         has_need & jnp.any(stacks[2] == need),
         has_need & jnp.any(stacks[3] == need),
     ]
-    return jnp.stack(f).astype(jnp.float32)
+    in_place = jnp.cumprod((stacks[1] == stacks[0]) & (pos < h1))  # i32[M]
+    n = jnp.sum(stacks[0] != EMPTY)
+    progress = jnp.sum(in_place) / jnp.maximum(n, 1)
+    return jnp.concatenate(
+        [jnp.stack(f).astype(jnp.float32), progress.astype(jnp.float32)[None]]
+    )
 
 
 def solved(stacks: jax.Array) -> jax.Array:
@@ -230,7 +238,7 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
         return state.time >= self.step_factor * state.n
 
     def get_obs(self, state: BlocksState, params=None, key=None) -> jax.Array:
-        """f32[8]: :func:`features` of the stacks."""
+        """f32[9]: :func:`features` of the stacks."""
         return features(state.stacks, state.heights)
 
     @property

@@ -48,7 +48,10 @@ def population(rules, wealth=1.0):
                 "cond": jnp.asarray(np.stack([c for c, _, _ in rules])),
                 "move": jnp.asarray([MOVES.index(m) for _, m, _ in rules]),
             },
-            "bid": {"log_bid": jnp.log(jnp.asarray([b for *_, b in rules]))},
+            "bid": {
+                "log_bid": jnp.log(jnp.asarray([b for *_, b in rules])),
+                "w": jnp.zeros((k, len(FEATURES)), jnp.float32),
+            },
         },
         wealth=jnp.full((k,), wealth, jnp.float32),
         alive=jnp.ones((k,), bool),
@@ -64,10 +67,17 @@ def test_a_rule_bids_exp_log_bid_where_its_condition_holds_and_abstains_elsewher
             "cond": jnp.asarray(rule(prefix_ok=True, empty2=False)),
             "move": jnp.int32(2),
         },
-        "bid": {"log_bid": jnp.log(jnp.float32(1.5))},
+        "bid": {
+            "log_bid": jnp.log(jnp.float32(1.5)),
+            "w": jnp.zeros(len(FEATURES)).at[-1].set(jnp.log(2.0)),
+        },
     }
     on = jnp.zeros(len(FEATURES)).at[0].set(1.0)  # prefix_ok, stack 2 not empty
     np.testing.assert_allclose(float(family.bid(params, on)), 1.5, rtol=1e-6)
+    # log-linear in the features: progress 1 doubles the bid (w = log 2)
+    np.testing.assert_allclose(
+        float(family.bid(params, on.at[-1].set(1.0))), 3.0, rtol=1e-6
+    )
     assert float(family.bid(params, on.at[4].set(1.0))) == -np.inf  # empty2
     assert float(family.bid(params, jnp.zeros(len(FEATURES)))) == -np.inf
     assert int(family.act(jax.random.key(0), params, on)) == 2

@@ -26,7 +26,12 @@ def stacks_of(state):
 
 def feats(state):
     f = np.asarray(features(state.stacks, state.heights))
-    return {name for name, v in zip(FEATURES, f, strict=True) if v}
+    assert FEATURES[-1] == "progress"
+    return {name for name, v in zip(FEATURES[:-1], f[:-1], strict=True) if v}
+
+
+def progress(state):
+    return float(features(state.stacks, state.heights)[-1])
 
 
 def test_moves_take_the_top_block_and_from_empty_do_nothing():
@@ -78,8 +83,12 @@ def test_features_by_hand():
     # goal 0 1 2 0; stack1 [0] (a correct prefix), next needed colour 1.
     st = from_lists([0, 1, 2, 0], [0], [1, 2], [0, 1], M)
     assert feats(st) == {"prefix_ok", "top3_needed", "needed_in2", "needed_in3"}
+    assert progress(st) == 0.25  # one of four blocks in place
     st = from_lists([0, 1, 2, 0], [1], [0, 2], [0], M)  # wrong bottom: needed = 1
     assert feats(st) == set()  # no stack empty, and no colour-1 block outside 1
+    assert progress(st) == 0.0
+    st = from_lists([0, 1, 2, 0], [0, 1, 0], [2], [], M)  # 2 in place, then wrong
+    assert progress(st) == 0.5
     st = from_lists([0, 1, 2, 0], [], [0, 1, 2, 0], [], M)
     assert feats(st) == {"prefix_ok", "top2_needed", "empty1", "empty3", "needed_in2"}
 
