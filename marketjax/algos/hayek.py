@@ -82,12 +82,15 @@ def solve_instances(
     population,
     n: int,
     episodes: int,
+    budget_share: float | None = None,
 ) -> jax.Array:
     """bool[episodes]: fresh instances of n blocks solved within ``step_factor · n``.
 
-    Each step the highest bid among living agents with positive wealth wins (ties
-    to the lowest slot) and its rule's move is made; where nobody bids, a uniformly
-    random move. Money is frozen: this measures the programs, not the economy.
+    Each step the market's auction without exploration: every bid is held to the
+    bidder's budget share (``budget_share · max(wealth, 0)``, the deep market's
+    cap with B training episodes: 1/B; None: no cap), the highest bid among living
+    agents with positive wealth wins (ties to the lowest slot) and its rule's move
+    is made; where nobody bids, a uniformly random move. Money is frozen.
     """
     k_reset, k_run = jax.random.split(key)
     _, state = jax.vmap(env.reset_sized, in_axes=(0, None))(
@@ -99,6 +102,9 @@ def solve_instances(
         state, done = carry
         obs = jax.vmap(env.get_obs)(state)
         bids = population_bids(family, population.params, obs)  # f32[E, N]
+        if budget_share is not None:
+            cap = budget_share * jnp.maximum(population.wealth, 0.0)
+            bids = jnp.minimum(bids, cap[None, :])
         ranking = rank_bids(bids, jnp.broadcast_to(ok[None, :], bids.shape))
         moves = population.params["action"]["move"][jnp.maximum(ranking.winner, 0)]
         random = jax.random.randint(k, (episodes,), 0, len(MOVES))
@@ -135,7 +141,9 @@ def solved_by_size(final_state, config: TrainConfig, key=None) -> dict:
     per_seed = [{} for _ in range(seeds)]
     for n in hc.eval_sizes:
         run = jax.jit(
-            lambda k, p, n=n: solve_instances(k, big, family, p, n, hc.eval_episodes)
+            lambda k, p, n=n: solve_instances(
+                k, big, family, p, n, hc.eval_episodes, 1.0 / config.num_envs
+            )
         )
         for s in range(seeds):
             pop = jax.tree.map(lambda x, s=s: x[s], pops)

@@ -8,6 +8,7 @@ from marketjax.envs.chain import make_chain
 from marketjax.envs.duality import make_duality
 from marketjax.envs.gymnax_adapter import register_env
 from marketjax.envs.multicatch import make_multicatch
+from marketjax.envs.reach_target import make_reach_target
 
 for _k in (2, 4):
     register_env(f"MultiCatch-{_k}", functools.partial(make_multicatch, _k))
@@ -20,3 +21,5 @@ register_env("BlocksWorld", make_blocks_world)
 register_env(
     "BlocksWorld-r10", functools.partial(make_blocks_world, reward_per_block=10.0)
 )
+# Seed 002 §3, dynamic scale: the depth of the solution is set by the input.
+register_env("ReachTarget", make_reach_target)
