@@ -12,7 +12,9 @@ Families: ``linear`` (constant action, linear bid), ``mlp`` (constant action, ML
 with optional LayerNorm), ``policy`` (MLP action, MLP bid), ``linear_policy`` (a
 small deterministic program, the action ``argmax(obs @ W + b)``, with a linear bid:
 Baum's Hayek agents, whose bid is part of the mutated program under selection, or
-learned under Q(λ)).
+learned under Q(λ)), ``rules`` (a condition → action rule over 0/1 features with a
+bid, Baum's Hayek2/3 agents: :func:`rule_matches`; it abstains, bidding −inf, where
+its condition fails).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-FAMILIES = ("linear", "mlp", "policy", "linear_policy")
+FAMILIES = ("linear", "mlp", "policy", "linear_policy", "rules")
 LINEAR_BIDS = ("linear", "linear_policy")  # families whose bid is obs @ w + c
 _UNROLL_MAX_DIM = 16  # linear bids on observations up to this size are unrolled
 
@@ -96,6 +98,8 @@ def make_family(
     """
     if name not in FAMILIES:
         raise ValueError(f"unknown agent family {name!r}; expected one of {FAMILIES}")
+    if name == "rules":
+        return rule_family(obs_dim, num_actions, action_flip_prob)
     bid_net = MLP(tuple(hidden), 1, layer_norm)
     act_net = MLP(tuple(hidden), num_actions, layer_norm)
     dummy = jnp.zeros((obs_dim,), jnp.float32)
@@ -148,6 +152,80 @@ def make_family(
 
     constant = name in ("linear", "mlp")
     return AgentFamily(name, init, bid, act, mutate, constant, num_actions)
+
+
+# A rule's condition on each feature: ignore it, require it true, require it false.
+DONT_CARE, REQUIRE_TRUE, REQUIRE_FALSE = 0, 1, 2
+
+
+def rule_matches(cond: jax.Array, obs: jax.Array) -> jax.Array:
+    """bool[]: every feature satisfies its condition (obs f32[D] of 0/1 features,
+    cond i32[D] of ``DONT_CARE | REQUIRE_TRUE | REQUIRE_FALSE``)."""
+    on = obs > 0.5
+    ok = (
+        (cond == DONT_CARE)
+        | ((cond == REQUIRE_TRUE) & on)
+        | ((cond == REQUIRE_FALSE) & ~on)
+    )
+    return jnp.all(ok)
+
+
+def rule_family(
+    obs_dim: int, num_actions: int, action_flip_prob: float = 0.2
+) -> AgentFamily:
+    """Baum's Hayek agents: "if condition then action, bidding b" (Baum 1999).
+
+    One agent's parameters: ``{"action": {"cond": i32[D], "move": i32[]},
+    "bid": {"log_bid": f32[], "w": f32[D]}}``. The bid is ``exp(log_bid + obs·w)``
+    where the condition holds and −inf (no bid: the auction ignores it) elsewhere:
+    a constant bid at w = 0 (a fresh rule), rising or falling with numeric
+    features once mutation moves w. A fresh rule cares about each feature with
+    probability 1/2 (then true or false equally) and bids around 1. A mutated
+    clone redraws each condition with probability 1/D, its action with
+    probability ``action_flip_prob``, and adds N(0, scale²) to log_bid and to each
+    weight.
+    """
+
+    def draw_cond(key, shape):
+        u = jax.random.uniform(key, shape)
+        return jnp.where(
+            u < 0.5, DONT_CARE, jnp.where(u < 0.75, REQUIRE_TRUE, REQUIRE_FALSE)
+        ).astype(jnp.int32)
+
+    def init(key):
+        k_cond, k_move, k_bid = jax.random.split(key, 3)
+        return {
+            "action": {
+                "cond": draw_cond(k_cond, (obs_dim,)),  # i32[D]
+                "move": jax.random.randint(k_move, (), 0, num_actions),  # i32[]
+            },
+            "bid": {
+                "log_bid": 0.5 * jax.random.normal(k_bid, ()),  # f32[]
+                "w": jnp.zeros((obs_dim,), jnp.float32),  # f32[D]
+            },
+        }
+
+    def bid(params, obs):
+        match = rule_matches(params["action"]["cond"], obs)
+        log_bid = params["bid"]["log_bid"] + obs @ params["bid"]["w"]
+        return jnp.where(match, jnp.exp(log_bid), -jnp.inf)
+
+    def act(key, params, obs):
+        del key, obs
+        return params["action"]["move"].astype(jnp.int32)
+
+    def mutate(key, params, scale):
+        k_which, k_cond, k_flip, k_move, k_bid = jax.random.split(key, 5)
+        cond = params["action"]["cond"]
+        redraw = jax.random.uniform(k_which, cond.shape) < 1.0 / obs_dim
+        cond = jnp.where(redraw, draw_cond(k_cond, cond.shape), cond)
+        flip = jax.random.bernoulli(k_flip, action_flip_prob)
+        fresh = jax.random.randint(k_move, (), 0, num_actions)
+        move = jnp.where(flip, fresh, params["action"]["move"])
+        bid = perturb_floats(k_bid, params["bid"], scale)
+        return {"action": {"cond": cond, "move": move}, "bid": bid}
+
+    return AgentFamily("rules", init, bid, act, mutate, False, num_actions)
 
 
 def population_bids(family: AgentFamily, params: Any, obs: jax.Array) -> jax.Array:

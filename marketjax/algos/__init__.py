@@ -7,6 +7,7 @@
 ALGORITHMS = {
     "chang": "marketjax.algos.chang",
     "deep": "marketjax.algos.deep",
+    "hayek": "marketjax.algos.hayek",
     "ppo": "marketjax.algos.ppo.trainer",
     "wide": "marketjax.algos.wide",
 }

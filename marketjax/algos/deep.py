@@ -47,7 +47,7 @@ class DeepConfig(MarketConfig):
         8, lo=1, hi=100_000, doc="N agent slots (auto: one per action of the env)"
     )
     family: Literal[FAMILIES] = field(
-        "mlp", doc="agent family: linear | mlp | policy | linear_policy"
+        "mlp", doc="agent family: linear | mlp | policy | linear_policy | rules"
     )
     auction: Literal[RULES] = field("vickrey", doc="payment rule of the auctions")
     rent_on: Literal[RENT_BASES] = field(
