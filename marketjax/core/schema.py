@@ -43,7 +43,7 @@ class Trainer(NamedTuple):
 
 
 # Metric sinks of the host runner (experiment/loggers.py); jsonl is always written.
-LOGGERS = ("jsonl", "tensorboard")
+LOGGERS = ("jsonl", "tensorboard", "wandb")
 
 # Metrics that count events: summed over a chunk's updates rather than averaged.
 SUMMED_METRICS = ("entries", "exits", "dividends", "parent_paid", "minted")
@@ -71,8 +71,12 @@ class RunnerConfig:
         False, doc="restart a stalled run from its last checkpoint (else just say so)"
     )
     loggers: tuple[Literal[LOGGERS], ...] = field(
-        ("jsonl",), doc="where metrics go: jsonl (always) and tensorboard"
+        ("jsonl",), doc="where metrics go: jsonl (always), tensorboard, wandb"
     )
+    wandb_mode: Literal["offline", "online", "disabled"] = field(
+        "offline", doc="W&B mode; offline keeps runs in <run dir>/wandb until synced"
+    )
+    wandb_project: str = field("marketjax", doc="W&B project of the run")
 
 
 @dataclasses.dataclass(frozen=True)

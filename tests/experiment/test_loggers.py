@@ -2,9 +2,13 @@
 
 import json
 import struct
+import sys
+import types
 
 import pytest
 
+from marketjax import cli
+from marketjax.experiment import train_io
 from marketjax.experiment.config import ConfigError
 from marketjax.experiment.loggers import TENSORBOARD_DIR, scalars
 from marketjax.experiment.registry import parse_train_config
@@ -29,23 +33,25 @@ def read_events(folder):
     return events
 
 
-def _config(out, loggers):
-    return parse_train_config(
-        {
-            "name": "tb",
-            "algo": "deep",
-            "env": "Catch-bsuite",
-            "num_envs": 8,
-            "total_env_steps": 8 * 8 * 3,
-            "runner": {
-                "num_chunks": 3,
-                "out_dir": str(out),
-                "progress": False,
-                "loggers": loggers,
-            },
-            "deep": {"num_agents": 3, "family": "linear", "rollout_steps": 8},
-        }
-    )
+def _config(out, loggers, **extra):
+    return parse_train_config(_data(out, loggers, **extra))
+
+
+def _data(out, loggers, **extra):
+    return {
+        "name": "tb",
+        "algo": "deep",
+        "env": "Catch-bsuite",
+        "num_envs": 8,
+        "total_env_steps": 8 * 8 * 3,
+        "runner": {
+            "num_chunks": 3,
+            "out_dir": str(out),
+            "progress": False,
+            "loggers": loggers,
+        },
+        "deep": {"num_agents": 3, "family": "linear", "rollout_steps": 8},
+    } | extra
 
 
 def test_tensorboard_events_equal_the_metrics_rows(tmp_path):
@@ -85,5 +91,73 @@ def test_scalars_flattens_seeds_and_drops_non_finite():
 def test_jsonl_only_writes_no_events_and_unknown_logger_is_a_config_error(tmp_path):
     train_and_write(_config(tmp_path, ["jsonl"]))
     assert not (tmp_path / "tb" / TENSORBOARD_DIR).exists()
-    with pytest.raises(ConfigError, match=r"'runner\.loggers\[0\]'"):
-        _config(tmp_path, ["wandb"])
+    with pytest.raises(ConfigError, match=r"'runner\.loggers\[1\]'"):
+        _config(tmp_path, ["jsonl", "mlflow"])
+
+
+class FakeWandb(types.ModuleType):
+    """Stands in for ``wandb``: records init kwargs, every log call and finish."""
+
+    def __init__(self):
+        super().__init__("wandb")
+        self.inits, self.logged, self.finished = [], [], 0
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+        fake = self
+
+        class Run:
+            def log(self, data, step):
+                fake.logged.append((step, dict(data)))
+
+            def finish(self):
+                fake.finished += 1
+
+        return Run()
+
+
+def test_wandb_gets_the_metrics_rows_offline(tmp_path, monkeypatch):
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    train_and_write(_config(tmp_path, ["jsonl", "wandb"]))
+    run = tmp_path / "tb"
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    [init] = fake.inits
+    assert init["mode"] == "offline"
+    assert init["project"] == "marketjax"
+    assert init["name"] == "tb"
+    assert init["dir"] == str(run)
+    assert init["config"]["deep"]["num_agents"] == 3
+    assert fake.logged == [(row["env_steps"], scalars(row)) for row in rows]
+    assert fake.finished == 1
+    assert not (run / TENSORBOARD_DIR).exists()
+
+
+def test_wandb_sweep_points_are_prefixed(tmp_path, monkeypatch):
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    data = _data(tmp_path, ["wandb"], sweep={"deep.lr": [0.001, 0.01]})
+    data["runner"]["wandb_mode"] = "disabled"
+    train_and_write(parse_train_config(data))
+    assert [i["mode"] for i in fake.inits] == ["disabled"]
+    keys = {k.split("/")[0] for _, data in fake.logged for k in data}
+    assert keys == {p.name for p in (tmp_path / "tb").iterdir() if p.is_dir()}
+    assert len(keys) == 2
+    assert len(fake.logged) == 2 * 3  # two points x three chunks
+
+
+def test_wandb_missing_is_one_line_before_compiling(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises
+
+    def no_compile(*args, **kwargs):
+        raise AssertionError("compiled before checking the loggers")
+
+    monkeypatch.setattr(train_io, "compile_run", no_compile)
+    path = tmp_path / "c.yaml"
+    path.write_text(json.dumps(_data(tmp_path, ["jsonl", "wandb"])))
+    assert cli.main(["train", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "config error: 'runner.loggers': wandb needs the wandb package "
+        "(pip install 'marketjax[wandb]')"
+    ]
