@@ -134,7 +134,7 @@ def write_frames(
     strip = images[:MAX_STRIP]
     w, h = strip[0].size
     gap = 4
-    sheet = Image.new("RGB", (len(strip) * (w + gap) - gap, h), "white")
+    sheet = Image.new("RGB", (len(strip) * (w + gap) - gap, h), (190, 190, 190))
     for i, im in enumerate(strip):
         sheet.paste(im, (i * (w + gap), 0))
     png.parent.mkdir(parents=True, exist_ok=True)

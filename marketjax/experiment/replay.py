@@ -139,7 +139,7 @@ def play(config, population, episodes: int, explore: float, max_steps: int) -> d
     block = make_block(market, mparams)
     key = jax.random.key(config.seed)
     key, k_init = jax.random.split(key)
-    state = market.init(k_init, population)
+    state = jax.jit(market.init)(k_init, population)  # one compile, not one per op
     chunks, ended, steps = [], np.zeros(episodes, bool), 0
     while not ended.all() and steps < max_steps:
         key, k = jax.random.split(key)
@@ -214,7 +214,7 @@ def write_replay(run: Path, config, rec: dict, explore: float) -> dict:
         "bank_acted_frac": float((rec["owner"][mask] < 0).mean()),
         "wealth_start": rec["wealth_start"].tolist(),
         "wealth_end": rec["wealth"][last].tolist(),
-        "wealth_gini_end": float(gini(jnp.asarray(rec["wealth"][last]))),
+        "wealth_gini_end": float(jax.jit(gini)(rec["wealth"][last])),
     }
     n = rec["wealth"].shape[1]
 

@@ -78,7 +78,7 @@ def play_wide(config, population, episodes: int, explore: float, max_steps: int)
         return jax.lax.scan(one, state, jax.random.split(key, BLOCK))
 
     key, k_init = jax.random.split(jax.random.key(config.seed))
-    state = market.init(k_init, population)
+    state = jax.jit(market.init)(k_init, population)  # one compile, not one per op
     chunks, ended, steps = [], np.zeros(episodes, bool), 0
     while not ended.all() and steps < max_steps:
         key, k = jax.random.split(key)
@@ -145,7 +145,7 @@ def write_wide_replay(run: Path, config, rec: dict, explore: float) -> dict:
         "top_holding": float(held.max(axis=1).mean()),
         "wealth_start": rec["wealth_start"].tolist(),
         "wealth_end": rec["wealth"][last].tolist(),
-        "wealth_gini_end": float(gini(jnp.asarray(rec["wealth"][last]))),
+        "wealth_gini_end": float(jax.jit(gini)(rec["wealth"][last])),
     }
     n = rec["wealth"].shape[1]
 
