@@ -360,6 +360,7 @@ def run_compare(
     for i, (case, status) in enumerate(zip(cases, statuses, strict=True)):
         bar.set_postfix_str(f"{i + 1}/{len(cases)}: {case.algo.label} on {case.env.id}")
         summary = _run_case(case, status)
+        compare_plots.plot_run_returns(_run_dir(case), case.env.threshold)
         curve = _curve(_run_dir(case))
         curves[(case.env.id, case.algo.label)] = curve
         rows.append(summarize(case, summary, curve))
@@ -384,6 +385,7 @@ def run_compare(
         [a.label for a in config.algorithms],
         out / "curves.png",
         title=config.name,
+        thresholds={e.id: e.threshold for e in config.envs},
     )
     return out
 
