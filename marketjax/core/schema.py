@@ -87,7 +87,9 @@ class TrainConfig:
     algo: str = field(doc="registered algorithm: deep, wide, ppo, ...")
     env: str = field(doc="a gymnax id or one of marketjax's environments")
     total_env_steps: int = field(lo=1, hi=10**12, doc="environment steps per seed")
-    seed: int = field(0, lo=0, hi=2**31 - 1)
+    seed: int = field(
+        0, lo=0, hi=2**31 - 1, doc="PRNG seed; the seeds' keys are split from it"
+    )
     num_seeds: int = field(1, lo=1, hi=4096, doc="seeds run in one program (vmap)")
     num_envs: int = field(16, lo=1, hi=1 << 20, doc="parallel episodes per seed")
     runner: RunnerConfig = RunnerConfig()

@@ -83,7 +83,7 @@ class CompareConfig:
     num_seeds: int = field(
         3, lo=1, hi=4096, doc="seeds per run, vmapped in one program"
     )
-    seed: int = field(0, lo=0, hi=2**31 - 1)
+    seed: int = field(0, lo=0, hi=2**31 - 1, doc="seed of every run (overrides theirs)")
     num_chunks: int = field(20, lo=1, hi=100_000, doc="points per learning curve")
     out_dir: str = field("results", doc="parent folder of comparison results")
     progress: bool = field(True, doc="draw progress bars")
