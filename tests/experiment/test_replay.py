@@ -196,3 +196,28 @@ def test_a_ppo_run_gets_its_evaluation_returns(tmp_path):
     assert summary["return_mean"] == pytest.approx(np.mean(summary["returns"]))
     assert summary["return_std"] == pytest.approx(np.std(summary["returns"]))
     assert not (tmp_path / "ppo" / "replay" / "replay.jsonl").exists()
+
+
+def test_frames_of_minatar_multicatch_and_cartpole_observations():
+    from marketjax.experiment.frames import _PALETTE, can_render
+
+    obs = np.zeros((10, 10, 4), np.float32)
+    obs[2, 3, 1] = obs[9, 0, 3] = 1.0  # one object of channel 1, one of channel 3
+    cells = frame("Breakout-MinAtar", obs.reshape(-1), (10, 10, 4))[
+        SCALE // 2 :: SCALE, SCALE // 2 :: SCALE
+    ]
+    np.testing.assert_array_equal(cells[2, 3], _PALETTE[1])
+    np.testing.assert_array_equal(cells[9, 0], _PALETTE[3])
+    assert (cells.reshape(-1, 3) == 255).all(axis=1).sum() == 98  # the rest: white
+    boards = np.zeros((2, 10, 5), np.float32)
+    boards[1, 0, 0] = 1.0  # board 1's ball, top left
+    cells = frame("MultiCatch-2", boards.reshape(-1), (2, 10, 5))[
+        SCALE // 2 :: SCALE, SCALE // 2 :: SCALE, 0
+    ]
+    assert cells.shape == (10, 11)  # 5 + a grey separator column + 5
+    assert (cells[:, 5] == 160).all() and cells[0, 6] == 0
+    assert (cells[:, :5] == 255).all()
+    upright = frame("CartPole-v1", np.zeros(4, np.float32), (4,))
+    red = np.argwhere((upright == (200, 60, 40)).all(-1))
+    assert np.ptp(red[:, 1]) <= 2  # θ = 0: the pole is vertical
+    assert not can_render("Pendulum-v1")
