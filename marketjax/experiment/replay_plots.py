@@ -125,6 +125,7 @@ def plot_goods(rec: dict, ends: np.ndarray, png: Path, title: str) -> None:
             hold[: end0 + 1, 0, :, good].T,
             colors=[agent_colour(a, n) for a in range(n)],
             labels=[f"agent {a}" for a in range(n)],
+            step="mid",  # holdings are constant within a step
         )
         ax.set_ylim(0, 1.05)
         ax.set_xlabel("step of the episode")
