@@ -10,7 +10,7 @@ import pytest
 from marketjax import cli
 from marketjax.experiment import train_io
 from marketjax.experiment.config import ConfigError
-from marketjax.experiment.loggers import TENSORBOARD_DIR, scalars
+from marketjax.experiment.loggers import TENSORBOARD_DIR, Loggers, scalars
 from marketjax.experiment.registry import parse_train_config
 from marketjax.experiment.train_io import train_and_write
 
@@ -31,6 +31,27 @@ def read_events(folder):
             events.append(event)
             at += 12 + length + 4
     return events
+
+
+class FakeWandb(types.ModuleType):
+    """Stands in for ``wandb``: records init kwargs, every log call and finish."""
+
+    def __init__(self):
+        super().__init__("wandb")
+        self.inits, self.logged, self.finished = [], [], 0
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+        fake = self
+
+        class Run:
+            def log(self, data, step):
+                fake.logged.append((step, dict(data)))
+
+            def finish(self):
+                fake.finished += 1
+
+        return Run()
 
 
 def _config(out, loggers, **extra):
@@ -54,8 +75,12 @@ def _data(out, loggers, **extra):
     } | extra
 
 
-def test_tensorboard_events_equal_the_metrics_rows(tmp_path):
-    train_and_write(_config(tmp_path, ["jsonl", "tensorboard"]))
+def test_tensorboard_events_and_wandb_logs_equal_the_metrics_rows(
+    tmp_path, monkeypatch
+):
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    train_and_write(_config(tmp_path, ["jsonl", "tensorboard", "wandb"]))
     run = tmp_path / "tb"
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     got = {}
@@ -70,6 +95,15 @@ def test_tensorboard_events_equal_the_metrics_rows(tmp_path):
     assert got.keys() == want.keys()
     for key, value in want.items():
         assert got[key] == pytest.approx(value, rel=1e-6), key
+    # W&B: one offline run in the run directory, the same rows, finished once.
+    [init] = fake.inits
+    assert init["mode"] == "offline"
+    assert init["project"] == "marketjax"
+    assert init["name"] == "tb"
+    assert init["dir"] == str(run)
+    assert init["config"]["deep"]["num_agents"] == 3
+    assert fake.logged == [(row["env_steps"], scalars(row)) for row in rows]
+    assert fake.finished == 1
 
 
 def test_scalars_flattens_seeds_and_drops_non_finite():
@@ -95,55 +129,33 @@ def test_jsonl_only_writes_no_events_and_unknown_logger_is_a_config_error(tmp_pa
         _config(tmp_path, ["jsonl", "mlflow"])
 
 
-class FakeWandb(types.ModuleType):
-    """Stands in for ``wandb``: records init kwargs, every log call and finish."""
-
-    def __init__(self):
-        super().__init__("wandb")
-        self.inits, self.logged, self.finished = [], [], 0
-
-    def init(self, **kwargs):
-        self.inits.append(kwargs)
-        fake = self
-
-        class Run:
-            def log(self, data, step):
-                fake.logged.append((step, dict(data)))
-
-            def finish(self):
-                fake.finished += 1
-
-        return Run()
-
-
-def test_wandb_gets_the_metrics_rows_offline(tmp_path, monkeypatch):
-    fake = FakeWandb()
-    monkeypatch.setitem(sys.modules, "wandb", fake)
-    train_and_write(_config(tmp_path, ["jsonl", "wandb"]))
-    run = tmp_path / "tb"
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    [init] = fake.inits
-    assert init["mode"] == "offline"
-    assert init["project"] == "marketjax"
-    assert init["name"] == "tb"
-    assert init["dir"] == str(run)
-    assert init["config"]["deep"]["num_agents"] == 3
-    assert fake.logged == [(row["env_steps"], scalars(row)) for row in rows]
-    assert fake.finished == 1
-    assert not (run / TENSORBOARD_DIR).exists()
-
-
-def test_wandb_sweep_points_are_prefixed(tmp_path, monkeypatch):
+def test_wandb_sweep_points_are_prefixed_in_one_run(tmp_path, monkeypatch):
     fake = FakeWandb()
     monkeypatch.setitem(sys.modules, "wandb", fake)
     data = _data(tmp_path, ["wandb"], sweep={"deep.lr": [0.001, 0.01]})
     data["runner"]["wandb_mode"] = "disabled"
-    train_and_write(parse_train_config(data))
-    assert [i["mode"] for i in fake.inits] == ["disabled"]
-    keys = {k.split("/")[0] for _, data in fake.logged for k in data}
-    assert keys == {p.name for p in (tmp_path / "tb").iterdir() if p.is_dir()}
-    assert len(keys) == 2
-    assert len(fake.logged) == 2 * 3  # two points x three chunks
+    config = parse_train_config(data)
+    run = tmp_path / "tb"
+    loggers = Loggers(config, [run / "lr=0.001", run / "lr=0.01"], run, {"a": 1})
+    row = {"chunk": 1, "env_steps": 64, "mean_return_per_seed": [0.5], "wall_s": 2.0}
+    loggers.log(0, row)
+    loggers.log(1, row | {"wall_s": 3.0})
+    loggers.close()
+    loggers.close()  # a second close does nothing
+    assert fake.inits == [
+        {
+            "project": "marketjax",
+            "name": "tb",
+            "dir": str(run),
+            "mode": "disabled",
+            "config": {"a": 1},
+        }
+    ]
+    assert fake.logged == [
+        (64, {"lr=0.001/mean_return/seed_0": 0.5, "lr=0.001/wall_s": 2.0}),
+        (64, {"lr=0.01/mean_return/seed_0": 0.5, "lr=0.01/wall_s": 3.0}),
+    ]
+    assert fake.finished == 1
 
 
 def test_wandb_missing_is_one_line_before_compiling(tmp_path, monkeypatch, capsys):
