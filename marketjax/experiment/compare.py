@@ -346,10 +346,8 @@ def run_compare(
             out / "configs" / f"{case.train.name}.yaml",
             dump_yaml(train_config_to_dict(case.train)),
         )
-
-    total = sum(c.train.total_env_steps * c.train.num_seeds for c in cases)
     bar = tqdm(
-        total=total,
+        total=sum(c.train.total_env_steps * c.train.num_seeds for c in cases),
         unit="step",
         unit_scale=True,
         disable=not config.progress,
