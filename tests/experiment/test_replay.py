@@ -196,6 +196,10 @@ def test_a_ppo_run_gets_its_evaluation_returns(tmp_path):
     assert summary["return_mean"] == pytest.approx(np.mean(summary["returns"]))
     assert summary["return_std"] == pytest.approx(np.std(summary["returns"]))
     assert not (tmp_path / "ppo" / "replay" / "replay.jsonl").exists()
+    # Frames of episode 0 (Catch is drawable, the action space discrete).
+    assert summary["frames"] is True
+    gif = Image.open(tmp_path / "ppo" / "replay" / "frames.gif")
+    assert gif.n_frames == CATCH_STEPS
 
 
 def test_frames_of_minatar_multicatch_and_cartpole_observations():
