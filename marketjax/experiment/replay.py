@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from marketjax.agents.families import make_family
+from marketjax.algos.deep import obs_shape
 from marketjax.core.config import ConfigError, load_yaml
 from marketjax.envs.gymnax_adapter import BatchedEnv, make_gymnax
 from marketjax.experiment import run_dir as rd
@@ -131,7 +132,12 @@ def play(config, population, episodes: int, explore: float, max_steps: int) -> d
     dc = config.algo_config
     env = BatchedEnv(config.env, episodes)
     family = make_family(
-        dc.family, env.spec.obs_dim, env.spec.num_actions, dc.hidden, dc.layer_norm
+        dc.family,
+        env.spec.obs_dim,
+        env.spec.num_actions,
+        dc.hidden,
+        dc.layer_norm,
+        obs_shape=obs_shape(config.env),
     )
     market = DeepMarket(env, family, dc.auction, dc.rent_rule, dc.rent_on)
     f32 = jnp.float32
