@@ -7,7 +7,7 @@
     marketjax example NAME [args ...]      # runs scripts/NAME.py (prediction_market,
                                            # latent_market, bazaar, chang_report)
     marketjax config [SECTION]             # every key: type, default, range, doc
-    marketjax replay RUN_DIR [--episodes K] [--explore [EPS]]  # watch a deep market
+    marketjax replay RUN_DIR [--episodes K] [--explore [EPS]]  # watch a market
     marketjax --version
 
 Config errors are printed as one line naming the key, with exit status 2, before
@@ -225,21 +225,22 @@ def build_parser() -> argparse.ArgumentParser:
                 help="continue an interrupted run from its checkpoint",
             )
         p.set_defaults(func=func)
-    p = sub.add_parser("bench", help="run benchmarks/NAME.py")
-    p.add_argument("name")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_bench, kind="benchmarks")
-    p = sub.add_parser(
-        "example", help="run scripts/NAME.py (prediction markets, bazaar, ...)"
-    )
-    p.add_argument("name")
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_bench, kind="scripts")
+    for name, kind, help_ in (
+        ("bench", "benchmarks", "run benchmarks/NAME.py"),
+        ("example", "scripts", "run scripts/NAME.py (prediction markets, bazaar, ...)"),
+    ):
+        p = sub.add_parser(name, help=help_)
+        p.add_argument("name", help=f"NAME of {kind}/NAME.py (without .py)")
+        p.add_argument(
+            "rest", nargs=argparse.REMAINDER, help="arguments passed to the script"
+        )
+        p.set_defaults(func=_bench, kind=kind)
     p = sub.add_parser("config", help="list a config section's keys and defaults")
     p.add_argument("section", nargs="?", help="train, runner, deep, ppo, ...")
     p.set_defaults(func=_config)
     p = sub.add_parser(
-        "replay", help="play a trained deep market, write RUN_DIR/replay/"
+        "replay",
+        help="play a trained deep/wide market (ppo: returns), write RUN_DIR/replay/",
     )
     p.add_argument("run_dir", help="a run directory (runs/<name>)")
     p.add_argument("--episodes", type=int, default=8, help="episodes to play (K)")

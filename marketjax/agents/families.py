@@ -14,7 +14,10 @@ small deterministic program, the action ``argmax(obs @ W + b)``, with a linear b
 Baum's Hayek agents, whose bid is part of the mutated program under selection, or
 learned under Q(λ)), ``rules`` (a condition → action rule over 0/1 features with a
 bid, Baum's Hayek2/3 agents: :func:`rule_matches`; it abstains, bidding −inf, where
-its condition fails).
+its condition fails),
+``conv`` (constant action, a bid that reads an image
+observation: one 3 x 3 convolution of 16 channels, ReLU, then the MLP; the
+network of MinAtar's DQN baseline, Young & Tian 2019, Sec. 4).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-FAMILIES = ("linear", "mlp", "policy", "linear_policy", "rules")
+FAMILIES = ("linear", "mlp", "policy", "linear_policy", "rules", "conv")
+CONSTANT_ACTION = ("linear", "mlp", "conv")  # families whose α̂ ignores the obs
+CONV_FEATURES = 16  # channels of the conv family's 3 x 3 layer (MinAtar's DQN net)
 LINEAR_BIDS = ("linear", "linear_policy")  # families whose bid is obs @ w + c
 _UNROLL_MAX_DIM = 16  # linear bids on observations up to this size are unrolled
 
@@ -61,6 +66,26 @@ class MLP(nn.Module):
         return x[..., 0] if self.out == 1 else x
 
 
+class ConvMLP(nn.Module):
+    """A 3 x 3 convolution (ReLU) over an image observation, then :class:`MLP`.
+
+    Input: f32[D] or f32[B, D], the flattened ``shape`` = (H, W, C) image.
+    """
+
+    shape: tuple[int, int, int]
+    hidden: Sequence[int]
+    out: int
+    layer_norm: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        lead = x.shape[:-1]
+        image = x.reshape((-1, *self.shape))  # f32[B, H, W, C]
+        h = nn.relu(nn.Conv(CONV_FEATURES, (3, 3), padding="SAME")(image))
+        h = h.reshape((*lead, -1))  # f32[..., H * W * 16]
+        return MLP(self.hidden, self.out, self.layer_norm)(h)
+
+
 def perturb_floats(key: jax.Array, tree: Any, scale: jax.Array) -> Any:
     """Adds N(0, scale²) noise to every floating-point leaf of ``tree``."""
     leaves, treedef = jax.tree.flatten(tree)
@@ -82,6 +107,7 @@ def make_family(
     layer_norm: bool = True,
     bid_init_scale: float = 0.1,
     action_flip_prob: float = 0.2,
+    obs_shape: Sequence[int] | None = None,
 ) -> AgentFamily:
     """Builds an agent family for observations f32[obs_dim] and discrete actions.
 
@@ -95,12 +121,23 @@ def make_family(
       bid_init_scale: standard deviation of the initial linear bid weights.
       action_flip_prob: probability that a mutated clone of a constant-action agent
         draws a new action.
+      obs_shape: the unflattened observation shape; ``conv`` needs (H, W, C).
     """
     if name not in FAMILIES:
         raise ValueError(f"unknown agent family {name!r}; expected one of {FAMILIES}")
     if name == "rules":
         return rule_family(obs_dim, num_actions, action_flip_prob)
-    bid_net = MLP(tuple(hidden), 1, layer_norm)
+    if name == "conv":
+        if obs_shape is None or len(obs_shape) != 3:
+            raise ValueError(
+                f"the conv family needs image observations (H, W, C); got shape "
+                f"{None if obs_shape is None else tuple(obs_shape)}"
+            )
+        bid_net = ConvMLP(
+            tuple(int(d) for d in obs_shape), tuple(hidden), 1, layer_norm
+        )
+    else:
+        bid_net = MLP(tuple(hidden), 1, layer_norm)
     act_net = MLP(tuple(hidden), num_actions, layer_norm)
     dummy = jnp.zeros((obs_dim,), jnp.float32)
 
@@ -150,7 +187,7 @@ def make_family(
             new_action = jnp.where(flip, fresh, params["action"])
         return {"action": new_action, "bid": new_bid}
 
-    constant = name in ("linear", "mlp")
+    constant = name in CONSTANT_ACTION
     return AgentFamily(name, init, bid, act, mutate, constant, num_actions)
 
 

@@ -63,7 +63,9 @@ class ChangConfig:
     policy_lr: float = field(4e-5, lo=0.0, lo_open=True, hi=10.0, doc="Adam, policy")
     critic_lr: float = field(5e-3, lo=0.0, lo_open=True, hi=10.0, doc="Adam, critic")
     critic_l2: float = field(1e-3, lo=0.0, hi=100.0, doc="L2 on the critic's weights")
-    max_grad_norm: float = field(40.0, lo=0.0, lo_open=True, hi=1e30)
+    max_grad_norm: float = field(
+        40.0, lo=0.0, lo_open=True, hi=1e30, doc="gradient clipping (global norm)"
+    )
 
     def validate(self, config: TrainConfig) -> None:
         env, _ = make_gymnax(config.env)

@@ -23,7 +23,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from marketjax.agents.families import FAMILIES, make_family
+from marketjax.agents.families import CONSTANT_ACTION, FAMILIES, make_family
 from marketjax.agents.population import init_population
 from marketjax.algos.market_config import MarketConfig, explore_rate, market_learner
 from marketjax.algos.market_trainer import make_market_trainer
@@ -47,7 +47,7 @@ class DeepConfig(MarketConfig):
         8, lo=1, hi=100_000, doc="N agent slots (auto: one per action of the env)"
     )
     family: Literal[FAMILIES] = field(
-        "mlp", doc="agent family: linear | mlp | policy | linear_policy | rules"
+        "mlp", doc="agent family: linear | mlp | policy | linear_policy | rules | conv"
     )
     auction: Literal[RULES] = field("vickrey", doc="payment rule of the auctions")
     rent_on: Literal[RENT_BASES] = field(
@@ -68,7 +68,13 @@ class DeepConfig(MarketConfig):
         from marketjax.envs.gymnax_adapter import env_spec
 
         actions = env_spec(config.env).num_actions
-        constant = make_family(self.family, 1, actions, (1,), False).constant_action
+        shape = obs_shape(config.env)
+        if self.family == "conv" and len(shape) != 3:
+            raise ConfigError(
+                f"'deep.family': conv reads image observations (H, W, C); "
+                f"{config.env}'s observations have shape {shape}"
+            )
+        constant = self.family in CONSTANT_ACTION
         if constant and self.num_agents < actions:
             raise ConfigError(
                 f"'deep.num_agents' ({self.num_agents}) is fewer than the "
@@ -79,6 +85,14 @@ class DeepConfig(MarketConfig):
 
 
 CONFIG_CLASS = DeepConfig
+
+
+def obs_shape(env_name: str) -> tuple[int, ...]:
+    """The env's unflattened observation shape (the conv family reads (H, W, C))."""
+    from marketjax.envs.gymnax_adapter import make_gymnax
+
+    env, params = make_gymnax(env_name)
+    return tuple(int(d) for d in env.observation_space(params).shape)
 
 
 def step_metrics(num_agents: int):
@@ -102,7 +116,12 @@ def make_trainer(config: TrainConfig) -> Trainer:
     dc: DeepConfig = config.algo_config
     env = BatchedEnv(config.env, config.num_envs)
     family = make_family(
-        dc.family, env.spec.obs_dim, env.spec.num_actions, dc.hidden, dc.layer_norm
+        dc.family,
+        env.spec.obs_dim,
+        env.spec.num_actions,
+        dc.hidden,
+        dc.layer_norm,
+        obs_shape=obs_shape(config.env),
     )
     market = DeepMarket(env, family, dc.auction, dc.rent_rule, dc.rent_on)
     steps_per_update = dc.rollout_steps * config.num_envs

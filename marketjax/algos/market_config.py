@@ -64,7 +64,9 @@ class MarketConfig:
     rollout_steps: int = field(16, lo=1, hi=100_000, doc="env steps per update")
     lr: float = field(1e-3, lo=0.0, lo_open=True, hi=10.0, doc="Adam learning rate")
     anneal_lr: bool = field(True, doc="anneal lr linearly to 0 over the run")
-    max_grad_norm: float = field(10.0, lo=0.0, lo_open=True, hi=1e30)
+    max_grad_norm: float = field(
+        10.0, lo=0.0, lo_open=True, hi=1e30, doc="gradient clipping (global norm)"
+    )
     epochs: int = field(1, lo=1, hi=1000, doc="passes over each update's data")
     minibatches: int = field(
         1, lo=1, hi=1 << 20, doc="gradient steps per pass (shuffled)"
@@ -77,10 +79,12 @@ class MarketConfig:
         static=True,
         doc="samples an agent learns from per minibatch, in fair shares (M/N)",
     )
-    td_lambda: float = field(0.65, lo=0.0, hi=1.0)
-    explore_start: float = field(1.0, lo=0.0, hi=1.0)
-    explore_end: float = field(0.05, lo=0.0, hi=1.0)
-    explore_fraction: float = field(0.2, lo=0.0, hi=1.0)
+    td_lambda: float = field(0.65, lo=0.0, hi=1.0, doc="λ of the Q(λ) targets")
+    explore_start: float = field(1.0, lo=0.0, hi=1.0, doc="ε at the first update")
+    explore_end: float = field(0.05, lo=0.0, hi=1.0, doc="ε after the anneal")
+    explore_fraction: float = field(
+        0.2, lo=0.0, hi=1.0, doc="share of the run over which ε anneals linearly"
+    )
 
     def check_common(self, config, section: str) -> None:
         """Cross-key checks: discrete actions, positive widths, divisible batches,

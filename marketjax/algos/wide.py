@@ -47,7 +47,10 @@ class WideConfig(MarketConfig):
     curvature: float = field(
         0.1, lo=0.0, lo_open=True, hi=1e6, doc="c in v(x) = q.x - (c/2)|x|^2"
     )
-    control: Literal["proportional", "largest"] = "proportional"
+    control: Literal["proportional", "largest"] = field(
+        "proportional",
+        doc="who acts on a good: a holder drawn by holding, or the largest holder",
+    )
     valuation: Literal[VALUATIONS] = field(
         "separable",
         doc="separable: v = q.x - (c/2)|x|^2, closed-form Equ; coupled: "

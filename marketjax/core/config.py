@@ -334,13 +334,20 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
+def _number_text(x) -> str:
+    """An exact integer up to 10 digits (2147483647, 1048576), else ``%g``."""
+    if isinstance(x, int) and len(str(abs(x))) <= 10:
+        return str(x)
+    return f"{x:g}"
+
+
 def _range_text(f: dataclasses.Field) -> str:
     lo, hi = f.metadata.get("lo"), f.metadata.get("hi")
     if lo is None and hi is None:
         return ""
     left = "(" if f.metadata.get("lo_open") else "["
-    lo_text = "-inf" if lo is None else f"{lo:g}"
-    hi_text = "inf" if hi is None else f"{hi:g}"
+    lo_text = "-inf" if lo is None else _number_text(lo)
+    hi_text = "inf" if hi is None else _number_text(hi)
     return f"{left}{lo_text}, {hi_text}]"
 
 
@@ -364,4 +371,12 @@ def describe(cls: type, skip: Sequence[str] = ()) -> list[tuple[str, ...]]:
         if dataclasses.is_dataclass(hint):
             doc = doc or f"the {f.name}: section"
         rows.append((f.name, _type_name(hint), default, _range_text(f), doc))
+        args = typing.get_args(hint)
+        if (
+            typing.get_origin(hint) is tuple
+            and args
+            and dataclasses.is_dataclass(args[0])
+        ):  # a list of entries (compare's envs, algorithms): each entry's keys
+            for row in describe(args[0]):
+                rows.append((f"{f.name}[].{row[0]}", *row[1:]))
     return rows

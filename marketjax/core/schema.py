@@ -44,7 +44,7 @@ class Trainer(NamedTuple):
 
 
 # Metric sinks of the host runner (experiment/loggers.py); jsonl is always written.
-LOGGERS = ("jsonl", "tensorboard")
+LOGGERS = ("jsonl", "tensorboard", "wandb")
 
 # Metrics that count events: summed over a chunk's updates rather than averaged.
 SUMMED_METRICS = ("entries", "exits", "dividends", "parent_paid", "minted")
@@ -74,8 +74,12 @@ class RunnerConfig:
         False, doc="restart a stalled run from its last checkpoint (else just say so)"
     )
     loggers: tuple[Literal[LOGGERS], ...] = field(
-        ("jsonl",), doc="where metrics go: jsonl (always) and tensorboard"
+        ("jsonl",), doc="where metrics go: jsonl (always), tensorboard, wandb"
     )
+    wandb_mode: Literal["offline", "online", "disabled"] = field(
+        "offline", doc="W&B mode; offline keeps runs in <run dir>/wandb until synced"
+    )
+    wandb_project: str = field("marketjax", doc="W&B project of the run")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +90,9 @@ class TrainConfig:
     algo: str = field(doc="registered algorithm: deep, wide, ppo, ...")
     env: str = field(doc="a gymnax id or one of marketjax's environments")
     total_env_steps: int = field(lo=1, hi=10**12, doc="environment steps per seed")
-    seed: int = field(0, lo=0, hi=2**31 - 1)
+    seed: int = field(
+        0, lo=0, hi=2**31 - 1, doc="PRNG seed; the seeds' keys are split from it"
+    )
     num_seeds: int = field(1, lo=1, hi=4096, doc="seeds run in one program (vmap)")
     num_envs: int = field(16, lo=1, hi=1 << 20, doc="parallel episodes per seed")
     runner: RunnerConfig = RunnerConfig()

@@ -83,7 +83,7 @@ class CompareConfig:
     num_seeds: int = field(
         3, lo=1, hi=4096, doc="seeds per run, vmapped in one program"
     )
-    seed: int = field(0, lo=0, hi=2**31 - 1)
+    seed: int = field(0, lo=0, hi=2**31 - 1, doc="seed of every run (overrides theirs)")
     num_chunks: int = field(20, lo=1, hi=100_000, doc="points per learning curve")
     out_dir: str = field("results", doc="parent folder of comparison results")
     progress: bool = field(True, doc="draw progress bars")
@@ -346,10 +346,8 @@ def run_compare(
             out / "configs" / f"{case.train.name}.yaml",
             dump_yaml(train_config_to_dict(case.train)),
         )
-
-    total = sum(c.train.total_env_steps * c.train.num_seeds for c in cases)
     bar = tqdm(
-        total=total,
+        total=sum(c.train.total_env_steps * c.train.num_seeds for c in cases),
         unit="step",
         unit_scale=True,
         disable=not config.progress,
@@ -360,6 +358,7 @@ def run_compare(
     for i, (case, status) in enumerate(zip(cases, statuses, strict=True)):
         bar.set_postfix_str(f"{i + 1}/{len(cases)}: {case.algo.label} on {case.env.id}")
         summary = _run_case(case, status)
+        compare_plots.plot_run_returns(_run_dir(case), case.env.threshold)
         curve = _curve(_run_dir(case))
         curves[(case.env.id, case.algo.label)] = curve
         rows.append(summarize(case, summary, curve))
@@ -384,6 +383,7 @@ def run_compare(
         [a.label for a in config.algorithms],
         out / "curves.png",
         title=config.name,
+        thresholds={e.id: e.threshold for e in config.envs},
     )
     return out
 

@@ -1,11 +1,19 @@
-"""Metric sinks of the host runner: ``runner.loggers: [jsonl, tensorboard]``.
+"""Metric sinks of the host runner: ``runner.loggers: [jsonl, tensorboard, wandb]``.
 
 ``metrics.jsonl`` is always written (``train_io``); the loggers here receive the
 same rows, one per chunk, on the host between chunk calls (nothing inside jit
-writes). TensorBoard events are written by ``tensorboardX`` (a small writer
-package, the ``tensorboard`` extra: ``pip install marketjax[tensorboard]``) into
-``<run dir>/tensorboard/`` (per grid point for a sweep), at step = env steps per
-seed: every finite scalar of the row, and ``mean_return/seed_<s>`` per seed.
+writes).
+
+* ``tensorboard``: events written by ``tensorboardX`` (a small writer package, the
+  ``tensorboard`` extra: ``pip install marketjax[tensorboard]``) into
+  ``<run dir>/tensorboard/`` (per grid point for a sweep), at step = env steps per
+  seed: every finite scalar of the row, and ``mean_return/seed_<s>`` per seed.
+* ``wandb``: one Weights & Biases run per run directory (the ``wandb`` extra),
+  ``mode=runner.wandb_mode`` (``offline`` by default: files under
+  ``<run dir>/wandb/``, nothing leaves the machine until ``wandb sync``), project
+  ``runner.wandb_project``, the whole config as the run's config. The same scalars
+  as TensorBoard at the same steps; a sweep's grid points are prefixed
+  ``<point label>/``.
 """
 
 from __future__ import annotations
@@ -18,16 +26,25 @@ from marketjax.core.schema import TrainConfig
 
 TENSORBOARD_DIR = "tensorboard"
 
+# logger name -> (module it imports, the extra that installs it)
+_PACKAGES = {
+    "tensorboard": ("tensorboardX", "tensorboard"),
+    "wandb": ("wandb", "wandb"),
+}
+
 
 def check_loggers(config: TrainConfig) -> None:
     """Raises ConfigError (before compiling) if a named logger cannot be used."""
-    if "tensorboard" in config.runner.loggers:
+    for name in config.runner.loggers:
+        if name not in _PACKAGES:
+            continue
+        module, extra = _PACKAGES[name]
         try:
-            import tensorboardX  # noqa: F401
+            __import__(module)
         except ImportError:
             raise ConfigError(
-                "'runner.loggers': tensorboard needs the tensorboardX package "
-                "(pip install 'marketjax[tensorboard]')"
+                f"'runner.loggers': {name} needs the {module} package "
+                f"(pip install 'marketjax[{extra}]')"
             ) from None
 
 
@@ -47,25 +64,62 @@ def scalars(row: dict) -> dict[str, float]:
 
 
 class Loggers:
-    """The run's loggers beyond jsonl, one writer per point directory."""
+    """The run's loggers beyond jsonl: one TensorBoard writer per point directory,
+    one W&B run per run directory.
 
-    def __init__(self, config: TrainConfig, dirs: list[Path]):
+    Args:
+      config: the run's config (``runner.loggers``, ``runner.wandb_*``).
+      dirs: the grid points' directories (``[run_dir]`` without a sweep).
+      run_dir: the run directory (default: ``dirs[0]`` without a sweep, else the
+        points' parent).
+      config_dict: what W&B records as the run's config (the dumped config).
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        dirs: list[Path],
+        run_dir: Path | None = None,
+        config_dict: dict | None = None,
+    ):
         self.writers = []
-        if "tensorboard" in config.runner.loggers:
+        self.wandb_run = None
+        self.prefixes = [""] if len(dirs) == 1 else [f"{d.name}/" for d in dirs]
+        loggers = config.runner.loggers
+        if "tensorboard" in loggers:
             from tensorboardX import SummaryWriter
 
             self.writers = [SummaryWriter(str(d / TENSORBOARD_DIR)) for d in dirs]
+        if "wandb" in loggers:
+            import wandb
+
+            if run_dir is None:
+                run_dir = dirs[0] if len(dirs) == 1 else dirs[0].parent
+            self.wandb_run = wandb.init(
+                project=config.runner.wandb_project,
+                name=config.name,
+                dir=str(run_dir),
+                mode=config.runner.wandb_mode,
+                config=config_dict or {},
+            )
 
     def log(self, point: int, row: dict) -> None:
         """Writes one chunk's metrics row of grid point ``point`` and flushes."""
-        if not self.writers:
-            return
-        writer = self.writers[point]
-        for key, value in scalars(row).items():
-            writer.add_scalar(key, value, global_step=row["env_steps"])
-        writer.flush()
+        values = scalars(row)
+        step = row["env_steps"]
+        if self.writers:
+            writer = self.writers[point]
+            for key, value in values.items():
+                writer.add_scalar(key, value, global_step=step)
+            writer.flush()
+        if self.wandb_run is not None:
+            prefix = self.prefixes[point]
+            self.wandb_run.log({prefix + k: v for k, v in values.items()}, step=step)
 
     def close(self) -> None:
         for writer in self.writers:
             writer.close()
         self.writers = []
+        if self.wandb_run is not None:
+            self.wandb_run.finish()
+            self.wandb_run = None

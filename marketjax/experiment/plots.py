@@ -13,8 +13,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def plot_returns(metrics_path: str | Path, png_path: str | Path, title: str) -> None:
-    """Mean episode return vs env steps: one thin line per seed, the median bold."""
+def plot_returns(
+    metrics_path: str | Path,
+    png_path: str | Path,
+    title: str,
+    threshold: float | None = None,
+) -> None:
+    """Mean episode return vs env steps: one thin line per seed (labelled), the
+    median bold, a marker at every chunk point, and a dashed line at ``threshold``
+    (the return a comparison config counts as solved) when one is given."""
     rows = [json.loads(line) for line in Path(metrics_path).read_text().splitlines()]
     fig, ax = plt.subplots(figsize=(6, 4))
     if rows:
@@ -34,6 +41,11 @@ def plot_returns(metrics_path: str | Path, png_path: str | Path, title: str) -> 
             np.nan if r["mean_return"] is None else r["mean_return"] for r in rows
         ]
         ax.plot(steps, median, lw=2.0, color="k", marker="o", label="median over seeds")
+    if threshold is not None:
+        ax.axhline(
+            threshold, ls="--", color="r", lw=1.0, label=f"threshold {threshold:g}"
+        )
+    if rows:
         ax.legend(loc="lower right")
     ax.set_xlabel("env steps (per seed)")
     ax.set_ylabel("mean episode return")

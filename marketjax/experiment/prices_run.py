@@ -146,25 +146,62 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(report: prices.PriceReport, path: Path) -> None:
-    """Scatter of price vs gradient, one colour per layer, with the diagonal."""
+def elementwise_rel_error(p, g) -> np.ndarray:
+    """|p - g| / |g| per element (|g| floored at 1e-12 of the layer's largest)."""
+    p, g = np.asarray(p, np.float64).ravel(), np.asarray(g, np.float64).ravel()
+    scale = np.maximum(np.abs(g), 1e-12 * max(np.abs(g).max(), 1e-30))
+    return np.abs(p - g) / scale
+
+
+def plot(report: prices.PriceReport, path: Path, tol: float | None = None) -> None:
+    """How far the prices are from the gradients, per layer, on log axes.
+
+    Left: each layer's relative error ||p_l - g_l|| / ||g_l|| (log axis), the
+    number written on its bar, beside the tâtonnement tolerance the config names
+    (dashed). Right: the error of every single price, |p - g| / |g|, against the
+    gradient's size |g| (log-log): where prices are off, and whether only for
+    near-zero gradients. (A plain price-vs-gradient scatter puts every point on
+    y = x and shows nothing.)
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 5))
-    lo, hi = 0.0, 0.0
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    layers = len(report.prices)
+    floor = 1e-17  # an exact match still gets a bar and a point on a log axis
+    raw = np.asarray(report.rel_error, np.float64)
+    errors = np.maximum(raw, floor)
+    colours = [f"C{i}" for i in range(layers)]
+    left.bar(range(layers), errors, color=colours)
+    for i, (e, r) in enumerate(zip(errors, raw, strict=True)):
+        text = f"{r:.1e}" if r > 0 else "0 (exact)"
+        left.text(i, e, text, ha="center", va="bottom", fontsize=8)
+    if tol is not None:
+        left.axhline(tol, ls="--", color="k", lw=1, label=f"tol = {tol:g} (residual)")
+        left.legend(fontsize=8, loc="upper left")
+    left.set_yscale("log")
+    left.set_xticks(
+        range(layers),
+        [f"layer {i}" + (" (out)" if i == layers - 1 else "") for i in range(layers)],
+    )
+    left.set_ylabel("relative error ||p - g|| / ||g||")
+    left.set_title("per layer")
     for i, (p, g) in enumerate(zip(report.prices, report.gradients, strict=True)):
-        g, p = np.asarray(g).ravel(), np.asarray(p).ravel()
-        ax.scatter(g, p, s=6, alpha=0.6, label=f"layer {i}")
-        lo, hi = min(lo, g.min(), p.min()), max(hi, g.max(), p.max())
-    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8, label="price = gradient")
-    ax.set_xlabel("-dloss/dh (jax.grad)")
-    ax.set_ylabel("equilibrium price (tâtonnement)")
-    ax.set_title("Eq. (1): prices vs backprop gradients")
-    ax.legend(loc="upper left", fontsize=8)
-    ax.grid(alpha=0.3)
+        size = np.maximum(np.abs(np.asarray(g, np.float64).ravel()), floor)
+        err = np.maximum(elementwise_rel_error(p, g), floor)
+        right.scatter(size, err, s=6, alpha=0.5, color=colours[i], label=f"layer {i}")
+    right.axhline(floor, ls=":", color="0.5", lw=1, label="exact (0) drawn here")
+    right.set_xscale("log")
+    right.set_yscale("log")
+    right.set_xlabel("|gradient| = |-dloss/dh| (jax.grad)")
+    right.set_ylabel("|price - gradient| / |gradient|")
+    right.set_title("every price")
+    right.legend(fontsize=8, loc="upper right")
+    for ax in (left, right):
+        ax.grid(alpha=0.3, which="both")
+    fig.suptitle("Eq. (1): equilibrium prices (tâtonnement) vs backprop gradients")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -206,7 +243,7 @@ def run_from_cli(config_path: str, overrides: list[str], *, overwrite: bool) -> 
         write_atomic(tmp / "config.yaml", dump_yaml(config))
         write_atomic(tmp / "prices.md", markdown(summary))
         write_json_atomic(tmp / "prices.json", summary)
-        plot(report, tmp / "prices_vs_gradients.png")
+        plot(report, tmp / "prices_vs_gradients.png", config.tol)
         if run_dir.exists():
             shutil.rmtree(run_dir)
         os.replace(tmp, run_dir)

@@ -1,5 +1,7 @@
 """``marketjax replay RUN_DIR``: watch a trained deep market play, and evaluate it.
 
+(A wide market is replayed by ``replay_wide.py``: prices and holdings per good.)
+
 The run's ``config.yaml`` and ``checkpoint.msgpack`` are read (checked before
 anything compiles, as a resume checks them: ``run_dir.read_checkpoint_payload``);
 the first run's population (point 0, seed 0) plays K fresh episodes of the deep
@@ -14,8 +16,10 @@ ended once; everything is written afterwards, on the host, into ``RUN_DIR/replay
   agents, the price paid, the reward and the owner's wealth after the step.
 - ``summary.json``: the evaluation returns (mean and std over episodes) and what
   the money did (capped_fraction, bank_acted_frac, wealth before/after, Gini).
-- ``ownership.png`` (who held the world at each step, with the winning bid) and
-  ``wealth.png`` (every agent's wealth over the replay).
+- ``ownership.png`` (who held the world at each step, with the winning bid),
+  ``wealth.png`` (every agent's wealth over the replay) and, for environments
+  ``frames.py`` can draw, ``frames.png`` / ``frames.gif``: episode 0's
+  observations with the owner's id.
 
 A PPO run gets its evaluation returns only (``replay_ppo.py``); any other
 algorithm is refused in one line (exit status 2) before its checkpoint is read.
@@ -31,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from marketjax.agents.families import make_family
+from marketjax.algos.deep import obs_shape
 from marketjax.core.config import ConfigError, load_yaml
 from marketjax.envs.gymnax_adapter import BatchedEnv, make_gymnax
 from marketjax.experiment import run_dir as rd
@@ -52,8 +57,8 @@ BLOCK = 64  # market steps per jitted call
 TOP = 3  # bids recorded per step
 
 
-SUPPORTED = ("deep", "ppo")
-REFUSAL = "replay supports deep markets (and ppo: returns only); got {}"
+SUPPORTED = ("deep", "wide", "ppo")
+REFUSAL = "replay supports deep and wide markets (and ppo: returns only); got {}"
 
 
 def load_run(run: Path):
@@ -103,6 +108,7 @@ def make_block(market: DeepMarket, params: DeepMarketParams):
         wealth = state.population.wealth  # f32[N], after the step
         owner_wealth = jnp.where(rec.winner >= 0, wealth[jnp.maximum(rec.winner, 0)], 0)
         return state, {
+            "obs": rec.obs,  # f32[K, D], what the agents bid on
             "owner": rec.winner,  # i32[K]
             "paid": rec.paid,  # f32[K]
             "reward": rec.reward,  # f32[K]
@@ -126,7 +132,12 @@ def play(config, population, episodes: int, explore: float, max_steps: int) -> d
     dc = config.algo_config
     env = BatchedEnv(config.env, episodes)
     family = make_family(
-        dc.family, env.spec.obs_dim, env.spec.num_actions, dc.hidden, dc.layer_norm
+        dc.family,
+        env.spec.obs_dim,
+        env.spec.num_actions,
+        dc.hidden,
+        dc.layer_norm,
+        obs_shape=obs_shape(config.env),
     )
     market = DeepMarket(env, family, dc.auction, dc.rent_rule, dc.rent_on)
     f32 = jnp.float32
@@ -134,7 +145,7 @@ def play(config, population, episodes: int, explore: float, max_steps: int) -> d
     block = make_block(market, mparams)
     key = jax.random.key(config.seed)
     key, k_init = jax.random.split(key)
-    state = market.init(k_init, population)
+    state = jax.jit(market.init)(k_init, population)  # one compile, not one per op
     chunks, ended, steps = [], np.zeros(episodes, bool), 0
     while not ended.all() and steps < max_steps:
         key, k = jax.random.split(key)
@@ -156,7 +167,12 @@ def episode_ends(done: np.ndarray) -> np.ndarray:
 
 def write_replay(run: Path, config, rec: dict, explore: float) -> dict:
     """Writes ``run/replay/`` (see the module docstring); returns the summary."""
-    from marketjax.experiment.replay_plots import plot_ownership, plot_wealth
+    from marketjax.experiment.replay_plots import (
+        agent_colour,
+        draw_frames,
+        plot_ownership,
+        plot_wealth,
+    )
 
     out = run / "replay"
     ends = episode_ends(rec["done"])
@@ -204,8 +220,15 @@ def write_replay(run: Path, config, rec: dict, explore: float) -> dict:
         "bank_acted_frac": float((rec["owner"][mask] < 0).mean()),
         "wealth_start": rec["wealth_start"].tolist(),
         "wealth_end": rec["wealth"][last].tolist(),
-        "wealth_gini_end": float(gini(jnp.asarray(rec["wealth"][last]))),
+        "wealth_gini_end": float(jax.jit(gini)(rec["wealth"][last])),
     }
+    n = rec["wealth"].shape[1]
+
+    def label(t):  # episode 0's owner at step t, for its frame
+        a = int(rec["owner"][t, 0])
+        return (f"t={t} " + (f"agent {a}" if a >= 0 else "bank")), agent_colour(a, n)
+
+    summary["frames"] = draw_frames(config, rec, ends, out, label)
     write_json_atomic(out / "summary.json", summary)
     title = f"{config.name}: deep market on {config.env}"
     plot_ownership(rec, ends, out / "ownership.png", title)
@@ -226,5 +249,11 @@ def replay(run: str | Path, episodes: int = 8, explore: float = 0.0) -> dict:
         from marketjax.experiment.replay_ppo import evaluate_ppo
 
         return evaluate_ppo(run, config, state.params, episodes, max_steps)
-    rec = play(config, state.market.population, episodes, explore, max_steps)
+    population = state.market.population
+    if config.algo == "wide":
+        from marketjax.experiment.replay_wide import play_wide, write_wide_replay
+
+        rec = play_wide(config, population, episodes, explore, max_steps)
+        return write_wide_replay(run, config, rec, explore)
+    rec = play(config, population, episodes, explore, max_steps)
     return write_replay(run, config, rec, explore)

@@ -5,7 +5,9 @@ episodes greedily (the argmax of the logits; for a Box action space the Gaussian
 mean, clipped to the bounds as in training) in a jitted ``lax.scan`` of
 ``replay.BLOCK`` steps until every episode has ended once, and
 ``RUN_DIR/replay/summary.json`` gets the evaluation returns (mean and std over
-episodes, and one per episode).
+episodes, and one per episode); for a discrete action space and an environment
+``frames.py`` can draw, ``frames.png``/``frames.gif`` show episode 0 with the
+policy's action in each frame's band.
 """
 
 from __future__ import annotations
@@ -37,8 +39,12 @@ def play_ppo(config, params, episodes: int, max_steps: int) -> dict:
             action = jnp.argmax(policy_out, axis=-1)
         else:
             action = jnp.clip(policy_out, spec.action_low, spec.action_high)
+        seen = obs  # f32[K, D], what the policy acted on
         obs, env_state, reward, done, _ = env.step(key, env_state, action)
-        return (env_state, obs), {"reward": reward, "done": done}
+        record = {"obs": seen, "reward": reward, "done": done}  # f32[K], bool[K]
+        if spec.discrete:
+            record["action"] = action.astype(jnp.int32)  # i32[K]
+        return (env_state, obs), record
 
     @jax.jit
     def block(key, carry):
@@ -79,5 +85,13 @@ def evaluate_ppo(run: Path, config, params, episodes: int, max_steps: int) -> di
         "return_std": float(np.std(returns)),
         "returns": returns,
     }
+    summary["frames"] = False
+    if "action" in rec:  # discrete: frames of episode 0 with the policy's action
+        from marketjax.experiment.replay_plots import draw_frames
+
+        def label(t):
+            return f"t={t} action {int(rec['action'][t, 0])}", (0.85, 0.85, 0.85)
+
+        summary["frames"] = draw_frames(config, rec, ends, run / "replay", label)
     write_json_atomic(run / "replay" / "summary.json", summary)
     return summary

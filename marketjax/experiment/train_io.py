@@ -214,7 +214,7 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
 
     dirs = rd.point_dirs_of(config, run_dir)
     meta, done_chunks = rd.check_resume(config, run_dir) if resume else (None, 0)
-    check_loggers(config)  # tensorboard without tensorboardX: before compiling
+    check_loggers(config)  # a logger's package missing: before compiling
     loaded: dict = {}
 
     def restore(template):  # after init, before the chunk compiles
@@ -261,60 +261,66 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
         disable=not config.runner.progress,
         desc=f"{config.name} ({config.algo} on {config.env})",
     )
-    loggers = Loggers(config, dirs)
-    for chunk_index in range(done_chunks, schedule.num_chunks):
-        if stop_after_chunks is not None and chunk_index - done_chunks >= (
-            stop_after_chunks
-        ):
-            bar.close()
-            return {}
+    loggers = Loggers(config, dirs, run_dir, train_config_to_dict(config))
+    try:  # the loggers are closed however the loop ends
+        for chunk_index in range(done_chunks, schedule.num_chunks):
+            if stop_after_chunks is not None and chunk_index - done_chunks >= (
+                stop_after_chunks
+            ):
+                bar.close()
+                return {}
 
-        def call(state=state, k=chunk_index):
-            state, metrics = run.chunk(state, run.params)
-            metrics = jax.device_get(metrics)
-            injected_stall(k)
-            return state, metrics
+            def call(state=state, k=chunk_index):
+                state, metrics = run.chunk(state, run.params)
+                metrics = jax.device_get(metrics)
+                injected_stall(k)
+                return state, metrics
 
-        start = time.perf_counter()
-        try:
-            state, metrics = watchdog.run(call, chunk_index)
-        finally:
-            bar.refresh()
-        wall_s += time.perf_counter() - start
-        if config.runner.debug:
+            start = time.perf_counter()
             try:
-                debug_check(run, state, chunk_index)
-            except RuntimeError as e:
-                raise RunError(f"debug check failed: {e}") from None
-        bad = nonfinite_metrics(metrics)
-        if bad:
-            bar.close()
-            raise RunError(
-                f"training diverged: {', '.join(bad)} became NaN or inf in chunk "
-                f"{chunk_index + 1} (a learning rate or money too large?); chunks "
-                f"1-{chunk_index} are kept in {run_dir}"
-            )
-        steps = (chunk_index + 1) * schedule.steps_per_chunk
-        for p, d in enumerate(dirs):
-            row = _metrics_row(
-                metrics, slice(p * seeds, (p + 1) * seeds), chunk_index, steps, wall_s
-            )
-            histories[p].append(row["mean_return_per_seed"])
-            texts[p] += json.dumps(row) + "\n"
-            write_atomic(d / rd.METRICS, texts[p])
-            loggers.log(p, row)  # runner.loggers beyond jsonl, from the host
-        status.written += 1
-        if config.runner.checkpoint:
-            save_checkpoint(
-                run_dir / CHECKPOINT,
-                state,
-                {"chunks_done": chunk_index + 1, "wall_s": wall_s},
-            )
-            status.saved = chunk_index + 1
-        bar.update(schedule.steps_per_chunk * run.num_runs)
-        bar.set_postfix(mean_return=_median_or_none(histories[0][-1]))
-    bar.close()
-    loggers.close()
+                state, metrics = watchdog.run(call, chunk_index)
+            finally:
+                bar.refresh()
+            wall_s += time.perf_counter() - start
+            if config.runner.debug:
+                try:
+                    debug_check(run, state, chunk_index)
+                except RuntimeError as e:
+                    raise RunError(f"debug check failed: {e}") from None
+            bad = nonfinite_metrics(metrics)
+            if bad:
+                bar.close()
+                raise RunError(
+                    f"training diverged: {', '.join(bad)} became NaN or inf in chunk "
+                    f"{chunk_index + 1} (a learning rate or money too large?); chunks "
+                    f"1-{chunk_index} are kept in {run_dir}"
+                )
+            steps = (chunk_index + 1) * schedule.steps_per_chunk
+            for p, d in enumerate(dirs):
+                row = _metrics_row(
+                    metrics,
+                    slice(p * seeds, (p + 1) * seeds),
+                    chunk_index,
+                    steps,
+                    wall_s,
+                )
+                histories[p].append(row["mean_return_per_seed"])
+                texts[p] += json.dumps(row) + "\n"
+                write_atomic(d / rd.METRICS, texts[p])
+                loggers.log(p, row)  # runner.loggers beyond jsonl, from the host
+            status.written += 1
+            if config.runner.checkpoint:
+                save_checkpoint(
+                    run_dir / CHECKPOINT,
+                    state,
+                    {"chunks_done": chunk_index + 1, "wall_s": wall_s},
+                )
+                status.saved = chunk_index + 1
+            bar.update(schedule.steps_per_chunk * run.num_runs)
+            bar.set_postfix(mean_return=_median_or_none(histories[0][-1]))
+        bar.close()
+    finally:
+        loggers.close()
     return _write_summaries(config, run, run_dir, dirs, histories, wall_s, state)
 
 

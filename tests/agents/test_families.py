@@ -10,10 +10,11 @@ from marketjax.agents.population import init_population
 
 
 @pytest.mark.parametrize(
-    ("name", "obs_dim"), [("linear", 4), ("linear", 50), ("mlp", 6)]
+    ("name", "obs_dim"), [("linear", 4), ("linear", 50), ("mlp", 6), ("conv", 48)]
 )
 def test_population_bids_equal_per_agent_bids(name, obs_dim):
-    family = make_family(name, obs_dim, 3, hidden=(8,))
+    shape = (4, 4, 3) if name == "conv" else None
+    family = make_family(name, obs_dim, 3, hidden=(8,), obs_shape=shape)
     pop = init_population(jax.random.key(0), family, 5, 1.0)
     obs = jax.random.normal(jax.random.key(1), (7, obs_dim))
     bids = population_bids(family, pop.params, obs)
@@ -29,3 +30,29 @@ def test_constant_action_agents_are_dealt_every_action():
     pop = init_population(jax.random.key(0), family, 7, 1.0)
     np.testing.assert_array_equal(pop.params["action"], [0, 1, 2, 0, 1, 2, 0])
     assert bool(jnp.all(pop.alive))
+
+
+def test_conv_bid_reads_the_image_as_height_width_channels():
+    # Hand-set weights: feature 0 copies channel 2 at each cell (centre tap), the
+    # dense layer sums feature 0 over all cells: bid = number of channel-2 cells.
+    # A flattening in any other layout would count other cells.
+    h, w, c = 4, 5, 3
+    family = make_family("conv", h * w * c, 3, hidden=(), obs_shape=(h, w, c))
+    params = family.init(jax.random.key(0))
+    net = params["bid"]["params"]
+    kernel = np.zeros(net["Conv_0"]["kernel"].shape, np.float32)  # [3, 3, C, 16]
+    kernel[1, 1, 2, 0] = 1.0
+    dense = np.zeros(net["MLP_0"]["Dense_0"]["kernel"].shape, np.float32)
+    dense[0::16, 0] = 1.0  # feature 0 of every cell (H, W, 16 flattened)
+    net["Conv_0"] = {"kernel": jnp.asarray(kernel), "bias": jnp.zeros(16)}
+    net["MLP_0"]["Dense_0"] = {"kernel": jnp.asarray(dense), "bias": jnp.zeros(1)}
+    image = np.zeros((h, w, c), np.float32)
+    image[0, 4, 2] = image[3, 0, 2] = image[2, 2, 2] = 1.0  # three on channel 2
+    image[1, 1, 0] = image[0, 0, 1] = 1.0  # two elsewhere
+    assert float(family.bid(params, jnp.asarray(image.reshape(-1)))) == 3.0
+    assert family.constant_action
+
+
+def test_conv_family_needs_an_image():
+    with pytest.raises(ValueError, match=r"needs image observations \(H, W, C\)"):
+        make_family("conv", 4, 2, obs_shape=(4,))

@@ -44,6 +44,11 @@ def _with(**changes):
         (_with(deep={"gamma": "inf"}), "'deep.gamma' must be a finite number"),
         (_with(name="../elsewhere"), "'name' must be a plain directory name"),
         (_with(name=""), "'name' must be a plain directory name"),
+        (
+            _with(deep={"num_agents": 4, "family": "conv"}),
+            "'deep.family': conv reads image observations (H, W, C); "
+            "CartPole-v1's observations have shape (4,)",
+        ),
     ],
 )
 def test_bad_config_names_the_key(data, message):

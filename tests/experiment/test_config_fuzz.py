@@ -6,6 +6,7 @@ keys, duplicate keys, bad names. Parsing runs in-process; a few cases run the CL
 to check the exit status, the single stderr line and that no directory is left.
 """
 
+import argparse
 import dataclasses
 import math
 import subprocess
@@ -18,6 +19,7 @@ import yaml
 
 from marketjax import cli
 from marketjax.core.config import ConfigError, describe, load_yaml, safe_load
+from marketjax.core.schema import TrainConfig
 from marketjax.experiment.checkpoint import write_atomic
 from marketjax.experiment.compare import parse_compare_config
 from marketjax.experiment.registry import get_algorithm, parse_train_config
@@ -247,3 +249,37 @@ def test_no_int_range_overflows_float32():
             if row[3]:
                 hi = float(row[3].split(",")[1].rstrip("])"))
                 assert math.isfinite(hi) and hi <= 1e30, row
+
+
+def test_every_key_of_every_section_and_every_argument_is_documented():
+    undocumented = [
+        f"{name}.{row[0]}"
+        for name, (cls, skip) in cli.config_sections().items()
+        for row in describe(cls, skip)
+        if not row[4].strip()
+    ]
+    assert undocumented == []
+    parser = cli.build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    bare = [
+        f"{name} {action.dest}"
+        for name, p in sub.choices.items()
+        for action in p._actions
+        if action.dest != "help" and not action.help
+    ]
+    assert bare == []
+    for name, p in sub.choices.items():
+        text = p.format_help()
+        assert "``" not in text and ":func:" not in text, name
+
+
+def test_ranges_print_exact_integers_and_list_entries_get_their_keys():
+    rows = {row[0]: row for row in describe(TrainConfig)}
+    assert rows["seed"][3] == "[0, 2147483647]"
+    assert rows["num_envs"][3] == "[1, 1048576]"
+    assert rows["total_env_steps"][3] == "[1, 1e+12]"
+    from marketjax.experiment.compare import CompareConfig
+
+    keys = [row[0] for row in describe(CompareConfig)]
+    assert keys[1:4] == ["envs", "envs[].id", "envs[].threshold"]
+    assert "algorithms[].overrides" in keys

@@ -7,10 +7,13 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from marketjax.experiment.config import ConfigError
+from marketjax.experiment.frames import BAND, SCALE, frame
 from marketjax.experiment.registry import parse_train_config
 from marketjax.experiment.replay import replay
+from marketjax.experiment.replay_plots import agent_colour
 from marketjax.experiment.train_io import train_and_write
 
 NUM_AGENTS = 3
@@ -98,7 +101,7 @@ def test_greedy_vickrey_owner_is_the_top_bidder_and_pays_the_second_bid(replayed
 
 def test_pictures_are_pngs(replayed):
     run, _, _ = replayed
-    for name in ("ownership.png", "wealth.png"):
+    for name in ("ownership.png", "wealth.png", "frames.png"):
         data = (run / "replay" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n", name
 
@@ -128,16 +131,46 @@ def test_corrupt_checkpoint_and_bad_episodes_are_config_errors(replayed, tmp_pat
         replay(run, episodes=0)
 
 
-def test_a_wide_run_is_refused_before_its_checkpoint_is_read(tmp_path):
+def test_a_chang_run_is_refused_before_its_checkpoint_is_read(tmp_path):
     (tmp_path / "config.yaml").write_text(
-        "name: w\nalgo: wide\nenv: Catch-bsuite\ntotal_env_steps: 64\n"
+        "name: c\nalgo: chang\nenv: ChangBandit\ntotal_env_steps: 64\n"
     )
     (tmp_path / "checkpoint.msgpack").write_bytes(b"")
     with pytest.raises(
         ConfigError,
-        match=r"^replay supports deep markets \(and ppo: returns only\); got wide$",
+        match=r"^replay supports deep and wide markets \(and ppo: returns only\); "
+        r"got chang$",
     ):
         replay(tmp_path)
+
+
+def test_frames_show_the_board_under_the_owners_colour(replayed):
+    run, summary, rows = replayed
+    assert summary["frames"] is True
+    gif = Image.open(run / "replay" / "frames.gif")
+    assert gif.n_frames == CATCH_STEPS  # episode 0, every step
+    strip = Image.open(run / "replay" / "frames.png").convert("RGB")
+    w, h = 5 * SCALE, 10 * SCALE + BAND  # Catch: 10 rows x 5 columns
+    assert strip.size == (CATCH_STEPS * (w + 4) - 4, h)
+    px = np.asarray(strip)
+    for r in [r for r in rows if r["episode"] == 0]:
+        x0 = r["step"] * (w + 4)
+        band = px[BAND // 2, x0 + w - 2]  # right end of the band: no text there
+        want = np.array(agent_colour(r["owner"], NUM_AGENTS)[:3]) * 255
+        np.testing.assert_allclose(band, want.astype(np.uint8), atol=1)
+        board = px[BAND:, x0 : x0 + w][SCALE // 2 :: SCALE, SCALE // 2 :: SCALE]
+        dark = (board.sum(-1) == 0).astype(int)  # [10, 5]: ball and paddle
+        assert dark[9].sum() == 1  # the paddle, on the bottom row
+        assert dark.sum() in (1, 2)  # + the ball (on the paddle at the end)
+
+
+def test_frame_of_a_catch_observation_is_its_board():
+    obs = np.zeros((10, 5), np.float32)
+    obs[3, 1] = obs[9, 4] = 1.0
+    img = frame("Catch-bsuite", obs.reshape(-1), (10, 5))
+    assert img.shape == (10 * SCALE, 5 * SCALE, 3)
+    cells = img[SCALE // 2 :: SCALE, SCALE // 2 :: SCALE, 0]
+    np.testing.assert_array_equal(cells == 0, obs == 1)
 
 
 def test_a_ppo_run_gets_its_evaluation_returns(tmp_path):
@@ -163,3 +196,32 @@ def test_a_ppo_run_gets_its_evaluation_returns(tmp_path):
     assert summary["return_mean"] == pytest.approx(np.mean(summary["returns"]))
     assert summary["return_std"] == pytest.approx(np.std(summary["returns"]))
     assert not (tmp_path / "ppo" / "replay" / "replay.jsonl").exists()
+    # Frames of episode 0 (Catch is drawable, the action space discrete).
+    assert summary["frames"] is True
+    gif = Image.open(tmp_path / "ppo" / "replay" / "frames.gif")
+    assert gif.n_frames == CATCH_STEPS
+
+
+def test_frames_of_minatar_multicatch_and_cartpole_observations():
+    from marketjax.experiment.frames import _PALETTE, can_render
+
+    obs = np.zeros((10, 10, 4), np.float32)
+    obs[2, 3, 1] = obs[9, 0, 3] = 1.0  # one object of channel 1, one of channel 3
+    cells = frame("Breakout-MinAtar", obs.reshape(-1), (10, 10, 4))[
+        SCALE // 2 :: SCALE, SCALE // 2 :: SCALE
+    ]
+    np.testing.assert_array_equal(cells[2, 3], _PALETTE[1])
+    np.testing.assert_array_equal(cells[9, 0], _PALETTE[3])
+    assert (cells.reshape(-1, 3) == 255).all(axis=1).sum() == 98  # the rest: white
+    boards = np.zeros((2, 10, 5), np.float32)
+    boards[1, 0, 0] = 1.0  # board 1's ball, top left
+    cells = frame("MultiCatch-2", boards.reshape(-1), (2, 10, 5))[
+        SCALE // 2 :: SCALE, SCALE // 2 :: SCALE, 0
+    ]
+    assert cells.shape == (10, 11)  # 5 + a grey separator column + 5
+    assert (cells[:, 5] == 160).all() and cells[0, 6] == 0
+    assert (cells[:, :5] == 255).all()
+    upright = frame("CartPole-v1", np.zeros(4, np.float32), (4,))
+    red = np.argwhere((upright == (200, 60, 40)).all(-1))
+    assert np.ptp(red[:, 1]) <= 2  # θ = 0: the pole is vertical
+    assert not can_render("Pendulum-v1")

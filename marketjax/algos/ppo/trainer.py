@@ -43,7 +43,7 @@ class PPOConfig:
     num_minibatches: int = field(4, lo=1, hi=1 << 20, doc="minibatches per epoch")
     lr: float = field(2.5e-4, lo=0.0, lo_open=True, hi=10.0, doc="Adam learning rate")
     anneal_lr: bool = field(True, doc="anneal lr linearly to 0 over the run")
-    adam_eps: float = field(1e-5, lo=0.0, lo_open=True, hi=1.0)
+    adam_eps: float = field(1e-5, lo=0.0, lo_open=True, hi=1.0, doc="Adam ε")
     gamma: float = field(0.99, lo=0.0, hi=1.0, doc="discount")
     gae_lambda: float = field(0.95, lo=0.0, hi=1.0, doc="GAE lambda")
     clip_eps: float = field(
@@ -52,7 +52,9 @@ class PPOConfig:
     clip_value: bool = field(True, doc="clip the value loss like the ratio")
     ent_coef: float = field(0.01, lo=0.0, hi=1e3, doc="entropy bonus coefficient")
     vf_coef: float = field(0.5, lo=0.0, hi=1e3, doc="value loss coefficient")
-    max_grad_norm: float = field(0.5, lo=0.0, lo_open=True, hi=1e30)
+    max_grad_norm: float = field(
+        0.5, lo=0.0, lo_open=True, hi=1e30, doc="gradient clipping (global norm)"
+    )
     normalize_advantages: bool = field(True, doc="per-minibatch advantage norm")
     bootstrap_truncation: bool = field(
         True, doc="bootstrap V(final obs) when an episode is cut by a time limit"
@@ -63,7 +65,7 @@ class PPOConfig:
     hidden: tuple[int, ...] = field(
         (64, 64), lo=1, hi=65_536, doc="hidden widths of both MLPs"
     )
-    activation: Literal["tanh", "relu"] = field("tanh")
+    activation: Literal["tanh", "relu"] = field("tanh", doc="hidden activation")
     log_std_init: float = field(
         0.0, lo=-20.0, hi=20.0, doc="Box actions: initial log std"
     )
