@@ -1,6 +1,7 @@
 """marketjax: train, compare and benchmark market-based learners.
 
     marketjax train CONFIG.yaml [key=value ...] [--resume] [--overwrite]
+        [--coordinator HOST:PORT --num-processes P --process-id I]
     marketjax compare CONFIG.yaml [key=value ...] [--overwrite]
     marketjax prices CONFIG.yaml [key=value ...] [--overwrite]
     marketjax bench NAME [args ...]        # runs benchmarks/NAME.py
@@ -70,16 +71,26 @@ def _print_summary(summary: dict) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from marketjax.experiment import distributed
     from marketjax.experiment.config import apply_overrides, load_yaml
     from marketjax.experiment.registry import parse_train_config
     from marketjax.experiment.train_io import train_and_write
 
+    distributed.initialize(  # before any computation
+        distributed.distributed_args(
+            args.coordinator, args.num_processes, args.process_id
+        )
+    )
     config = parse_train_config(apply_overrides(load_yaml(args.config), args.overrides))
     from marketjax.experiment import watchdog
 
     saved = Path(config.runner.out_dir) / config.name / "config.yaml"
     watchdog.RESTART_COMMAND = ["-m", "marketjax.cli", "train", str(saved), "--resume"]
-    summary = train_and_write(config, resume=args.resume, overwrite=args.overwrite)
+    summary = distributed.train_as_process(
+        config, train_and_write, resume=args.resume, overwrite=args.overwrite
+    )
+    if summary is None:  # a process other than 0: process 0 writes the run
+        return 0
     _print_summary(summary)
     print(f"\n  wrote {Path(config.runner.out_dir) / config.name}/")
     return 0
@@ -223,6 +234,24 @@ def build_parser() -> argparse.ArgumentParser:
                 "--resume",
                 action="store_true",
                 help="continue an interrupted run from its checkpoint",
+            )
+            p.add_argument(
+                "--coordinator",
+                metavar="HOST:PORT",
+                help="multi-process run: process 0's address "
+                "(or JAX_COORDINATOR_ADDRESS)",
+            )
+            p.add_argument(
+                "--num-processes",
+                type=int,
+                metavar="P",
+                help="multi-process run: processes (or JAX_NUM_PROCESSES)",
+            )
+            p.add_argument(
+                "--process-id",
+                type=int,
+                metavar="I",
+                help="multi-process run: this process, 0..P-1 (or JAX_PROCESS_ID)",
             )
         p.set_defaults(func=func)
     p = sub.add_parser("bench", help="run benchmarks/NAME.py")

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from marketjax.core.config import ConfigError, dump_yaml
-from marketjax.experiment import plots
+from marketjax.experiment import mesh, plots
 from marketjax.experiment import run_dir as rd
 from marketjax.experiment.checkpoint import (
     load_checkpoint,
@@ -307,7 +307,7 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
         if config.runner.checkpoint:
             save_checkpoint(
                 run_dir / CHECKPOINT,
-                state,
+                mesh.gather(state),  # global arrays to host (a collective)
                 {"chunks_done": chunk_index + 1, "wall_s": wall_s},
             )
             status.saved = chunk_index + 1
@@ -315,6 +315,7 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
         bar.set_postfix(mean_return=_median_or_none(histories[0][-1]))
     bar.close()
     loggers.close()
+    state = mesh.gather(state)  # several processes: every one must call it
     return _write_summaries(config, run, run_dir, dirs, histories, wall_s, state)
 
 

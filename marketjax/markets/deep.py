@@ -57,10 +57,10 @@ class DeepMarketState:
     """A population, B episodes and the books."""
 
     population: Population
-    env_state: Any  # gymnax state, leaves [B, ...]
+    env_state: Any = axes("B")  # gymnax state, leaves [B, ...]
     obs: jax.Array = axes("B", "D")  # f32[B, D], current observation per episode
     owner: jax.Array = axes("B")  # i32[B], owner of each episode's right (-1: bank)
-    stats: EpisodeStats  # running returns of the B episodes
+    stats: EpisodeStats = axes("B")  # running returns of the B episodes
     books: Books
 
 
