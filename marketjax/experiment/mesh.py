@@ -223,7 +223,7 @@ def jit_init(init, layout: Layout | None, keys: jax.Array, params: dict):
 
     shapes = jax.eval_shape(init, keys, params)
     fn = jax.jit(from_data, out_shardings=layout.run_shardings(shapes))
-    return lambda k, p: fn(*as_host((k, p)))
+    return lambda k, p: fn(as_host(k), p)  # params: host or global arrays
 
 
 def put_params(params: dict, layout: Layout | None) -> dict:
