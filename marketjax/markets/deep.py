@@ -240,9 +240,10 @@ class DeepMarket:
             rent = living_rent(
                 pop.wealth, pop.alive, winner.shape[0], params.rent, self.rent_rule
             )
-            accounts.append(jnp.arange(n, dtype=buyer.dtype))
-            amounts.append(-rent)
-        delta = transfer(jnp.concatenate(accounts), jnp.concatenate(amounts), n)
+        # [3, B] payments, not a [3B] concatenation: a sharded B axis stays put.
+        delta = transfer(jnp.stack(accounts), jnp.stack(amounts), n)
+        if self.rent_on != "owners":  # added last, as the scatter would
+            delta = delta.at[:n].add(-rent)
         books = state.books.record(
             bank_delta=delta[n], rewards=jnp.sum(reward), rent=jnp.sum(rent)
         )
