@@ -283,7 +283,7 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
         wall_s += time.perf_counter() - start
         if config.runner.debug:
             try:
-                debug_check(run, state, chunk_index)
+                debug_check(run, mesh.gather(state), chunk_index)
             except RuntimeError as e:
                 raise RunError(f"debug check failed: {e}") from None
         bad = nonfinite_metrics(metrics)
