@@ -160,6 +160,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def config_sections() -> dict[str, tuple[type, tuple[str, ...]]]:
     """``{section: (dataclass, keys to skip)}`` that ``marketjax config`` lists."""
+    from marketjax.core.schema import MeshConfig
     from marketjax.experiment.compare import CompareConfig
     from marketjax.experiment.prices_run import PricesConfig
     from marketjax.experiment.registry import (
@@ -172,6 +173,7 @@ def config_sections() -> dict[str, tuple[type, tuple[str, ...]]]:
     sections = {
         "train": (TrainConfig, ("algo_config", "sweep")),
         "runner": (RunnerConfig, ()),
+        "runner.mesh": (MeshConfig, ()),
     }
     for name in algorithm_names():
         sections[name] = (get_algorithm(name).config_class, ())
@@ -186,9 +188,10 @@ def _config(args: argparse.Namespace) -> int:
     sections = config_sections()
     if args.section is None:
         print("sections (marketjax config SECTION lists its keys):")
+        width = max(8, *(len(name) for name in sections))
         for name, (cls, _) in sections.items():
             doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
-            print(f"  {name:<8} {doc}")
+            print(f"  {name:<{width}} {doc}")
         return 0
     if args.section not in sections:
         message = _unknown_key_message(args.section, list(sections), "")
