@@ -5,8 +5,8 @@ is launched twice; each process has 2 devices, so the global mesh is 2 seeds × 
 episodes: both seeds and each seed's 8 episodes cross the process boundary. The
 metrics process 0 writes must equal ``make_train`` run unsharded in this test's
 process (the tolerance of docs/scaling.md: float32 rounding of reordered sums),
-and only process 0 may write the run directory. Deep market and PPO (whose
-minibatches are shuffled within each device's episodes).
+and only process 0 may write the run directory. Deep market, wide market and
+PPO (whose minibatches are shuffled within each device's episodes).
 """
 
 import json
@@ -33,6 +33,11 @@ SECTIONS = {
             "initial_wealth": 2.0,
             "rent": 0.05,
         },
+        ("bid_loss", "bank", "money_in_circulation", "mean_price"),
+    ),
+    "wide": (
+        "MultiCatch-2",
+        {"num_agents": 3, "rollout_steps": 4, "hidden": [8]},
         ("bid_loss", "bank", "money_in_circulation", "mean_price"),
     ),
     # Each device shuffles its own episodes' samples (2 minibatches per epoch).
@@ -122,5 +127,5 @@ def test_two_processes_match_one_device(algo, tmp_path):
             np.testing.assert_allclose(
                 row[key], float(np.median(ref[key][:, c])), rtol=1e-5, err_msg=key
             )
-        if algo == "deep":
+        if algo != "ppo":
             assert row["books_imbalance"] <= 1e-6
