@@ -1,6 +1,7 @@
 """marketjax: train, compare and benchmark market-based learners.
 
     marketjax train CONFIG.yaml [key=value ...] [--resume] [--overwrite]
+        [--coordinator HOST:PORT --num-processes P --process-id I]
     marketjax compare CONFIG.yaml [key=value ...] [--overwrite]
     marketjax prices CONFIG.yaml [key=value ...] [--overwrite]
     marketjax bench NAME [args ...]        # runs benchmarks/NAME.py
@@ -70,16 +71,26 @@ def _print_summary(summary: dict) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from marketjax.experiment import distributed
     from marketjax.experiment.config import apply_overrides, load_yaml
     from marketjax.experiment.registry import parse_train_config
     from marketjax.experiment.train_io import train_and_write
 
+    distributed.initialize(  # before any computation
+        distributed.distributed_args(
+            args.coordinator, args.num_processes, args.process_id
+        )
+    )
     config = parse_train_config(apply_overrides(load_yaml(args.config), args.overrides))
     from marketjax.experiment import watchdog
 
     saved = Path(config.runner.out_dir) / config.name / "config.yaml"
     watchdog.RESTART_COMMAND = ["-m", "marketjax.cli", "train", str(saved), "--resume"]
-    summary = train_and_write(config, resume=args.resume, overwrite=args.overwrite)
+    summary = distributed.train_as_process(
+        config, train_and_write, resume=args.resume, overwrite=args.overwrite
+    )
+    if summary is None:  # a process other than 0: process 0 writes the run
+        return 0
     _print_summary(summary)
     print(f"\n  wrote {Path(config.runner.out_dir) / config.name}/")
     return 0
@@ -149,6 +160,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 def config_sections() -> dict[str, tuple[type, tuple[str, ...]]]:
     """``{section: (dataclass, keys to skip)}`` that ``marketjax config`` lists."""
+    from marketjax.core.schema import MeshConfig
     from marketjax.experiment.compare import CompareConfig
     from marketjax.experiment.prices_run import PricesConfig
     from marketjax.experiment.registry import (
@@ -161,6 +173,7 @@ def config_sections() -> dict[str, tuple[type, tuple[str, ...]]]:
     sections = {
         "train": (TrainConfig, ("algo_config", "sweep")),
         "runner": (RunnerConfig, ()),
+        "runner.mesh": (MeshConfig, ()),
     }
     for name in algorithm_names():
         sections[name] = (get_algorithm(name).config_class, ())
@@ -175,9 +188,10 @@ def _config(args: argparse.Namespace) -> int:
     sections = config_sections()
     if args.section is None:
         print("sections (marketjax config SECTION lists its keys):")
+        width = max(8, *(len(name) for name in sections))
         for name, (cls, _) in sections.items():
             doc = (cls.__doc__ or "").strip().splitlines()[0].replace("``", "")
-            print(f"  {name:<8} {doc}")
+            print(f"  {name:<{width}} {doc}")
         return 0
     if args.section not in sections:
         message = _unknown_key_message(args.section, list(sections), "")
@@ -223,6 +237,24 @@ def build_parser() -> argparse.ArgumentParser:
                 "--resume",
                 action="store_true",
                 help="continue an interrupted run from its checkpoint",
+            )
+            p.add_argument(
+                "--coordinator",
+                metavar="HOST:PORT",
+                help="multi-process run: process 0's address "
+                "(or JAX_COORDINATOR_ADDRESS)",
+            )
+            p.add_argument(
+                "--num-processes",
+                type=int,
+                metavar="P",
+                help="multi-process run: processes (or JAX_NUM_PROCESSES)",
+            )
+            p.add_argument(
+                "--process-id",
+                type=int,
+                metavar="I",
+                help="multi-process run: this process, 0..P-1 (or JAX_PROCESS_ID)",
             )
         p.set_defaults(func=func)
     for name, kind, help_ in (

@@ -53,6 +53,22 @@ MAXED_METRICS = ("equ_iterations_max", "equ_residual_max")
 
 
 @dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """How runs and episodes are laid out over devices (``runner.mesh``).
+
+    A 2-D device mesh ``seeds × episodes``: runs (seeds × sweep points) are spread
+    over the first axis, each run's B parallel episodes over the second.
+    ``seeds: 0`` means every device the episodes leave free (as before the mesh
+    existed: all local devices for seeds when they divide the runs).
+    """
+
+    seeds: int = field(0, lo=0, hi=1 << 16, doc="devices for runs (0: the rest)")
+    episodes: int = field(
+        1, lo=1, hi=1 << 16, doc="devices sharing each run's episodes (B)"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
 class RunnerConfig:
     """How the host runner drives the compiled chunks (``runner:`` section)."""
 
@@ -64,6 +80,7 @@ class RunnerConfig:
     shard_seeds: bool = field(
         True, doc="spread seeds over all local devices when they divide evenly"
     )
+    mesh: MeshConfig = MeshConfig()
     watchdog_s: float = field(
         60.0, lo=0.0, lo_open=True, hi=1e6, doc="a chunk may always take this long"
     )

@@ -33,6 +33,7 @@ from marketjax.core.schema import (  # re-exported: the first wave's home
     sweepable_keys,
     total_updates,
 )
+from marketjax.experiment.mesh import check_episodes
 
 __all__ = [
     "Algorithm",
@@ -186,6 +187,7 @@ def parse_train_config(data: Mapping) -> TrainConfig:
     if resolve is not None:  # choices the config leaves to the env ("auto")
         config = dataclasses.replace(config, algo_config=resolve(config))
         section = config.algo_config
+    check_episodes(config)  # before the section's checks, which divide by it
     validate = getattr(section, "validate", None)
     if validate is not None:
         validate(config)  # cross-key checks; raises ConfigError naming the key

@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from marketjax.core.schema import MAXED_METRICS, SUMMED_METRICS
+from marketjax.experiment import mesh
 from marketjax.experiment.registry import (
     TrainConfig,
     Trainer,
@@ -203,7 +204,8 @@ def compile_run(
     num_runs = len(points) * config.num_seeds
     params = run_params(trainer, points, config.num_seeds)
     keys = jnp.concatenate([seed_keys(config)] * len(points))
-    sharding = run_sharding(num_runs, config)
+    layout = mesh.make_layout(config, num_runs)  # checks runner.mesh first
+    trainer = mesh.sharded_trainer(trainer, layout)
     traces: list = []
     inner = make_chunk(trainer, schedule.updates_per_chunk)
 
@@ -211,18 +213,14 @@ def compile_run(
         traces.append(1)  # runs once per trace: a retrace adds an entry
         return inner(state, params)
 
-    vmapped_init = jax.jit(lambda k, p: strong_types(jax.vmap(trainer.init)(k, p)))
-
-    def init(keys, params):
-        state = vmapped_init(keys, params)
-        return state if sharding is None else jax.device_put(state, sharding)
-
-    if sharding is not None:
-        params = jax.device_put(params, sharding)
+    init = mesh.jit_init(
+        lambda k, p: strong_types(jax.vmap(trainer.init)(k, p)), layout, keys, params
+    )
+    params = mesh.put_params(params, layout)
     state = init(keys, params)
     if before_compile is not None:
         before_compile(state)
-    chunk = jax.jit(jax.vmap(counted), donate_argnums=0)
+    chunk = mesh.jit_chunk(counted, layout, state, params)
     start = time.perf_counter()
     chunk.lower(state, params).compile()
     compile_s = time.perf_counter() - start

@@ -23,7 +23,7 @@ import jax
 import numpy as np
 
 from marketjax.core.config import ConfigError, dump_yaml
-from marketjax.experiment import plots
+from marketjax.experiment import mesh, plots
 from marketjax.experiment import run_dir as rd
 from marketjax.experiment.checkpoint import (
     load_checkpoint,
@@ -284,7 +284,7 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
             wall_s += time.perf_counter() - start
             if config.runner.debug:
                 try:
-                    debug_check(run, state, chunk_index)
+                    debug_check(run, mesh.gather(state), chunk_index)
                 except RuntimeError as e:
                     raise RunError(f"debug check failed: {e}") from None
             bad = nonfinite_metrics(metrics)
@@ -312,7 +312,7 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
             if config.runner.checkpoint:
                 save_checkpoint(
                     run_dir / CHECKPOINT,
-                    state,
+                    mesh.gather(state),  # global arrays to host (a collective)
                     {"chunks_done": chunk_index + 1, "wall_s": wall_s},
                 )
                 status.saved = chunk_index + 1
@@ -321,6 +321,7 @@ def _attempt(config, run_dir, resume, stop_after_chunks, status) -> dict:
         bar.close()
     finally:
         loggers.close()
+    state = mesh.gather(state)  # several processes: every one must call it
     return _write_summaries(config, run, run_dir, dirs, histories, wall_s, state)
 
 

@@ -65,10 +65,10 @@ class DeepMarketState:
     """A population, B episodes and the books."""
 
     population: Population
-    env_state: Any  # gymnax state, leaves [B, ...]
+    env_state: Any = axes("B")  # gymnax state, leaves [B, ...]
     obs: jax.Array = axes("B", "D")  # f32[B, D], current observation per episode
     owner: jax.Array = axes("B")  # i32[B], owner of each episode's right (-1: bank)
-    stats: EpisodeStats  # running returns of the B episodes
+    stats: EpisodeStats = axes("B")  # running returns of the B episodes
     books: Books
 
 
@@ -242,9 +242,10 @@ class DeepMarket:
             rent = living_rent(
                 pop.wealth, pop.alive, winner.shape[0], params.rent, self.rent_rule
             )
-            accounts.append(jnp.arange(n, dtype=buyer.dtype))
-            amounts.append(-rent)
-        delta = transfer(jnp.concatenate(accounts), jnp.concatenate(amounts), n)
+        # [3, B] payments, not a [3B] concatenation: a sharded B axis stays put.
+        delta = transfer(jnp.stack(accounts), jnp.stack(amounts), n)
+        if self.rent_on != "owners":  # added last, as the scatter would
+            delta = delta.at[:n].add(-rent)
         books = state.books.record(
             bank_delta=delta[n], rewards=jnp.sum(reward), rent=jnp.sum(rent)
         )

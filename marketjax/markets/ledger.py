@@ -40,14 +40,20 @@ def transfer(accounts: jax.Array, amounts: jax.Array, num_agents: int) -> jax.Ar
     """Net change of every account from a list of payments.
 
     Args:
-      accounts: i32[K] account of each payment (0..N-1 agents, N the bank).
-      amounts: f32[K] signed amounts credited to those accounts.
+      accounts: i32[K] (or i32[R, B]: R payments in each of B episodes) account
+        of each payment (0..N-1 agents, N the bank).
+      amounts: f32, the shape of ``accounts``: signed amounts credited to them.
       num_agents: N.
 
     Returns:
-      f32[N + 1] the agents' changes, then the bank's.
+      f32[N + 1] the agents' changes, then the bank's. One scatter-add in
+      row-major order; with the B axis sharded over devices, XLA turns it into
+      per-device partial sums and one all-reduce of N + 1 numbers.
     """
-    return jax.ops.segment_sum(amounts, accounts, num_segments=num_agents + 1)
+    if accounts.ndim == 1:
+        return jax.ops.segment_sum(amounts, accounts, num_segments=num_agents + 1)
+    zeros = jnp.zeros((num_agents + 1,), amounts.dtype)
+    return zeros.at[accounts].add(amounts, mode="drop")
 
 
 def rent_due(

@@ -94,10 +94,10 @@ class WideMarketState:
     """A population, B episodes, their holdings and the books."""
 
     population: Population
-    env_state: Any  # gymnax state, leaves [B, ...]
+    env_state: Any = axes("B")  # gymnax state, leaves [B, ...]
     obs: jax.Array = axes("B", "D")  # f32[B, D], current observation per episode
     holdings: jax.Array = axes("B", "N", "G")  # f32[B, N, G], bundles held
-    stats: EpisodeStats
+    stats: EpisodeStats = axes("B")  # running returns of the B episodes
     books: Books
     prices: jax.Array = axes("B", "G")  # f32[B, G], last clearing prices (warm start)
     equ: EquTotals

@@ -1,4 +1,4 @@
-"""Seeds spread over 4 (forced host) devices give the numbers of one device."""
+"""Seeds spread over 4 (forced host) devices give one device's numbers, bit for bit."""
 
 import json
 import os
@@ -50,6 +50,10 @@ def test_four_devices_match_one():
     assert one["devices"] == 1 and four["devices"] == 4
     assert four["sharded"] == 4  # the seed axis really is spread over devices
     assert one["mean_return"] == four["mean_return"]
-    np.testing.assert_allclose(one["wealth"], four["wealth"], rtol=1e-6)
-    for key in ("bid_loss", "mean_price", "mean_top_bid"):
-        np.testing.assert_allclose(one[key], four[key], rtol=1e-5)
+    # Runs are independent programs: spreading them changes no bit of the state
+    # or the loss. Averaged diagnostics (means over [U, B]) may round by one ulp,
+    # as XLA vectorises a reduction over 1 or 4 runs per device differently.
+    np.testing.assert_array_equal(one["wealth"], four["wealth"])
+    np.testing.assert_array_equal(one["bid_loss"], four["bid_loss"])
+    for key in ("mean_price", "mean_top_bid", "bank"):
+        np.testing.assert_allclose(one[key], four[key], rtol=2.5e-7, err_msg=key)

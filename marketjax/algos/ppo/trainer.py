@@ -27,6 +27,7 @@ from flax import struct
 
 from marketjax.algos.ppo import losses as L
 from marketjax.algos.ppo.networks import ActorCritic
+from marketjax.core.axes import axes
 from marketjax.core.config import ConfigError, field
 from marketjax.core.schema import TrainConfig, Trainer, sweepable_params, total_updates
 from marketjax.envs.gymnax_adapter import BatchedEnv, EpisodeStats, track_episodes
@@ -78,6 +79,15 @@ class PPOConfig:
                 f"'ppo.num_minibatches' ({self.num_minibatches}) must divide "
                 f"num_envs * ppo.num_steps ({batch})"
             )
+        shards = config.runner.mesh.episodes
+        if shards > 1 and (config.num_envs // shards * self.num_steps) % (
+            self.num_minibatches
+        ):
+            raise ConfigError(
+                f"'ppo.num_minibatches' ({self.num_minibatches}) must divide each "
+                f"episode shard's samples (num_envs / runner.mesh.episodes * "
+                f"ppo.num_steps = {config.num_envs // shards * self.num_steps})"
+            )
         if any(w < 1 for w in self.hidden):
             raise ConfigError("'ppo.hidden' widths must be >= 1")
 
@@ -96,9 +106,9 @@ class PPOState:
 
     params: Any  # flax params of ActorCritic
     opt_state: Any  # optax state (NamedTuples of arrays)
-    env_state: Any  # gymnax env state, leaves with leading axis B
-    obs: jax.Array  # f32[B, obs_dim] current observations
-    stats: EpisodeStats  # running returns of the B episodes
+    env_state: Any = axes("B")  # gymnax env state, leaves with leading axis B
+    obs: jax.Array = axes("B", "D")  # f32[B, obs_dim] current observations
+    stats: EpisodeStats = axes("B")  # running returns of the B episodes
     key: jax.Array  # typed PRNG key
 
 
@@ -169,6 +179,8 @@ def make_trainer(config: TrainConfig) -> Trainer:
     network = make_network(cfg, spec)
     batch_size = config.num_envs * cfg.num_steps
     minibatch_size = batch_size // cfg.num_minibatches
+    # Episode shards (runner.mesh.episodes): minibatches are shuffled per shard.
+    shards = config.runner.mesh.episodes
 
     def log_prob_entropy(policy_out, log_std, action):
         if spec.discrete:
@@ -275,7 +287,34 @@ def make_trainer(config: TrainConfig) -> Trainer:
         params = optax.apply_updates(params, updates)
         return (params, opt_state), (loss, parts)
 
+    def flatten(x):
+        """[T, B, ...] -> the samples: [T·B, ...], or [E, B/E·T, ...] with shards."""
+        if shards == 1:
+            return x.reshape((batch_size, *x.shape[2:]))
+        x = jnp.swapaxes(x, 0, 1)  # episodes first: a block is one device's episodes
+        return x.reshape((shards, batch_size // shards, *x.shape[2:]))
+
+    def local_minibatches(epoch_key, samples: Batch):
+        """Each device shuffles its own episodes' samples; minibatch k joins the
+        k-th slice of every shard, so no sample crosses a device."""
+        per_shard = batch_size // shards
+        keys = jax.random.split(epoch_key, shards)
+        perm = jax.vmap(lambda k: jax.random.permutation(k, per_shard))(keys)
+
+        def split(x):  # [E, M/E, ...] -> [K, M/K, ...]
+            x = jax.vmap(lambda a, q: jnp.take(a, q, axis=0))(x, perm)
+            x = x.reshape((shards, cfg.num_minibatches, -1, *x.shape[2:]))
+            x = jnp.swapaxes(x, 0, 1)
+            return x.reshape((cfg.num_minibatches, minibatch_size, *x.shape[3:]))
+
+        return jax.tree.map(split, samples)
+
     def epoch(carry, epoch_key, samples: Batch, p):
+        if shards > 1:
+            minibatches = local_minibatches(epoch_key, samples)
+            return jax.lax.scan(
+                lambda c, b: minibatch_step(c, b, p), carry, minibatches
+            )
         perm = jax.random.permutation(epoch_key, batch_size)
         minibatches = jax.tree.map(
             lambda x: jnp.take(x, perm, axis=0).reshape(
@@ -294,7 +333,7 @@ def make_trainer(config: TrainConfig) -> Trainer:
         )
         adv, targets = advantages(state.params, traj, obs, p)
         samples = jax.tree.map(
-            lambda x: x.reshape((batch_size, *x.shape[2:])),
+            flatten,
             Batch(traj.obs, traj.action, traj.log_prob, traj.value, adv, targets),
         )
         (params, opt_state), (loss, parts) = jax.lax.scan(
