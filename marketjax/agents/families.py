@@ -108,6 +108,8 @@ def make_family(
     bid_init_scale: float = 0.1,
     action_flip_prob: float = 0.2,
     obs_shape: Sequence[int] | None = None,
+    bid_init: float = 1.0,
+    bid_spread: float = 0.0,
 ) -> AgentFamily:
     """Builds an agent family for observations f32[obs_dim] and discrete actions.
 
@@ -122,6 +124,9 @@ def make_family(
       action_flip_prob: probability that a mutated clone of a constant-action agent
         draws a new action.
       obs_shape: the unflattened observation shape; ``conv`` needs (H, W, C).
+      bid_init: initial constant ``c`` of a linear bid ``obs @ w + c``.
+      bid_spread: standard deviation of ``c`` around ``bid_init`` across agents (0:
+        every agent starts at ``bid_init``).
     """
     if name not in FAMILIES:
         raise ValueError(f"unknown agent family {name!r}; expected one of {FAMILIES}")
@@ -146,7 +151,12 @@ def make_family(
         if name in LINEAR_BIDS:
             bid = {
                 "w": bid_init_scale * jax.random.normal(k_bid, (obs_dim,)),
-                "c": jnp.float32(1.0),
+                "c": jnp.float32(bid_init)
+                + (
+                    bid_spread * jax.random.normal(jax.random.fold_in(k_bid, 1), ())
+                    if bid_spread > 0.0
+                    else 0.0
+                ),
             }
         else:
             bid = bid_net.init(k_bid, dummy)

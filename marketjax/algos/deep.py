@@ -53,6 +53,23 @@ class DeepConfig(MarketConfig):
     rent_on: Literal[RENT_BASES] = field(
         "owners", doc="owners: rent on rights held; all: on every living agent"
     )
+    reserve: float = field(
+        0.0,
+        lo=0.0,
+        static=True,
+        doc="the bank's reserve price when it sells a fresh episode (0: none)",
+    )
+    bid_init: float = field(
+        1.0,
+        static=True,
+        doc="initial constant c of linear bids (linear, linear_policy families)",
+    )
+    bid_spread: float = field(
+        0.0,
+        lo=0.0,
+        static=True,
+        doc="std of the initial constant c across agents (linear bids)",
+    )
 
     def resolve(self, config: TrainConfig) -> DeepConfig:
         """``num_agents: auto`` becomes one agent per action of the env (the
@@ -122,8 +139,12 @@ def make_trainer(config: TrainConfig) -> Trainer:
         dc.hidden,
         dc.layer_norm,
         obs_shape=obs_shape(config.env),
+        bid_init=dc.bid_init,
+        bid_spread=dc.bid_spread,
     )
-    market = DeepMarket(env, family, dc.auction, dc.rent_rule, dc.rent_on)
+    market = DeepMarket(
+        env, family, dc.auction, dc.rent_rule, dc.rent_on, reserve=dc.reserve
+    )
     steps_per_update = dc.rollout_steps * config.num_envs
     num_updates = total_updates(config, steps_per_update)
     learner = market_learner(

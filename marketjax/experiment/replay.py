@@ -139,7 +139,9 @@ def play(config, population, episodes: int, explore: float, max_steps: int) -> d
         dc.layer_norm,
         obs_shape=obs_shape(config.env),
     )
-    market = DeepMarket(env, family, dc.auction, dc.rent_rule, dc.rent_on)
+    market = DeepMarket(
+        env, family, dc.auction, dc.rent_rule, dc.rent_on, reserve=dc.reserve
+    )
     f32 = jnp.float32
     mparams = DeepMarketParams(f32(dc.gamma), f32(dc.rent), f32(explore))
     block = make_block(market, mparams)

@@ -116,8 +116,11 @@ class DeepMarket:
         rule: str,
         rent_rule: str = "proportional",
         rent_on: str = "owners",
+        reserve: float = 0.0,
     ):
         check_rule(rule)
+        if not reserve >= 0.0:
+            raise ValueError(f"reserve price must be >= 0; got {reserve}")
         if rent_on not in RENT_BASES:
             raise ValueError(f"unknown rent base {rent_on!r}; expected {RENT_BASES}")
         if not env.spec.discrete:
@@ -130,6 +133,7 @@ class DeepMarket:
         self.rule = rule
         self.rent_rule = rent_rule
         self.rent_on = rent_on
+        self.reserve = float(reserve)  # the bank's reserve price (0: none)
 
     def init(self, key: jax.Array, population: Population) -> DeepMarketState:
         obs, env_state = self.env.reset(key)
@@ -160,6 +164,7 @@ class DeepMarket:
         population: Population,
         obs: jax.Array,
         params: DeepMarketParams,
+        bank_sells: jax.Array | None = None,
     ):
         """Runs the auctions of all B episodes (with an exploration lottery).
 
@@ -169,9 +174,22 @@ class DeepMarket:
         one picks the agent (a few wide draws are much cheaper than a categorical
         over N on CPU, where threefry runs as a rolled loop).
 
+        **The bank's reserve price.** Where the bank sells (``bank_sells`` bool[B]:
+        a fresh episode, or a right nobody bought) and ``reserve > 0``, only bids
+        of at least the reserve are valid and the buyer pays at least the reserve
+        (Myerson 1981's reserve; never more than its own bid): with B auto-reset
+        episodes and a reward per step, every owner earns the same per owned step
+        whatever its program, and the price of a fresh episode is where a program
+        that ends episodes early pays for it (docs/deep_market.md). An exploration
+        draw that does not meet the reserve leaves the auction's winner in place;
+        where nobody meets it the bank keeps the right and acts at random.
+
         Returns ``(winner i32[B], top f32[B], Payment, capped bool[B])``.
         """
         bids, valid, _ = self.capped_bids(population, obs, params.rent)
+        at_reserve = self.reserve > 0.0 and bank_sells is not None
+        if at_reserve:
+            valid = valid & (~bank_sells[:, None] | (bids >= self.reserve))
         ranking = rank_bids(bids, valid)
         ok = population.alive & (population.wealth > 0.0)  # bool[N]
         count = jnp.sum(ok.astype(jnp.int32))
@@ -181,8 +199,10 @@ class DeepMarket:
         pick = jnp.minimum(draw, jnp.maximum(count - 1, 0))
         lottery = valid_slots[pick]
         use_lottery = (u[0] < params.explore) & (ranking.winner >= 0)
-        winner = jnp.where(use_lottery, lottery, ranking.winner)
         lottery_bid = jnp.take_along_axis(bids, lottery[:, None], axis=-1)[:, 0]
+        if at_reserve:
+            use_lottery = use_lottery & (~bank_sells | (lottery_bid >= self.reserve))
+        winner = jnp.where(use_lottery, lottery, ranking.winner)
         own = jnp.where(use_lottery, lottery_bid, ranking.top)
         # A capped winner bid its share exactly: compare with the share itself.
         share = episode_share(
@@ -190,6 +210,12 @@ class DeepMarket:
         )
         capped = own >= share[jnp.maximum(winner, 0)]
         pay = payment(self.rule, ranking.top, ranking.second, own)
+        if at_reserve:  # own >= reserve wherever the bank sells to somebody
+            floor = jnp.where(bank_sells, self.reserve, -jnp.inf)
+            pay = pay._replace(
+                paid=jnp.maximum(pay.paid, floor),
+                credit=jnp.maximum(pay.credit, floor),
+            )
         nobody = winner < 0
         pay = pay._replace(
             paid=jnp.where(nobody, 0.0, pay.paid),
@@ -204,7 +230,9 @@ class DeepMarket:
         k_auction, k_act, k_random, k_env = jax.random.split(key, 4)
         pop = state.population
         n = pop.size
-        winner, top, pay, capped = self.auction(k_auction, pop, state.obs, params)
+        winner, top, pay, capped = self.auction(
+            k_auction, pop, state.obs, params, state.owner < 0
+        )
         action = winner_actions(k_act, self.family, pop.params, winner, state.obs)
         num_actions = self.env.spec.num_actions
 
@@ -289,7 +317,9 @@ class DeepMarket:
         observation, without exploration.
         """
         greedy = params.replace(explore=jnp.zeros_like(params.explore))
-        _, _, last, _ = self.auction(key, state.population, state.obs, greedy)
+        _, _, last, _ = self.auction(
+            key, state.population, state.obs, greedy, state.owner < 0
+        )
         credit_next = jnp.concatenate([rec.credit[1:], last.credit[None]], axis=0)
         return Experience(
             obs=rec.obs,
