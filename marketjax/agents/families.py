@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 FAMILIES = ("linear", "mlp", "policy", "linear_policy")
+NORMS = ("layer", "rms")  # the normalisation after each hidden Dense
 LINEAR_BIDS = ("linear", "linear_policy")  # families whose bid is obs @ w + c
 _UNROLL_MAX_DIM = 16  # linear bids on observations up to this size are unrolled
 
@@ -42,18 +43,26 @@ class AgentFamily(NamedTuple):
 
 
 class MLP(nn.Module):
-    """A ReLU MLP with optional LayerNorm; ``out`` outputs (squeezed if 1)."""
+    """A ReLU MLP with optional normalisation; ``out`` outputs (squeezed if 1).
+
+    ``norm`` picks the normalisation after each hidden Dense when ``layer_norm``
+    is set: ``"layer"`` is LayerNorm (Ba et al. 2016: centre, scale by the
+    standard deviation, learned scale and bias); ``"rms"`` is RMSNorm (Zhang &
+    Sennrich 2019: scale by the root mean square, learned scale only), which skips
+    the mean and the bias and their gradients.
+    """
 
     hidden: Sequence[int]
     out: int
     layer_norm: bool = True
+    norm: str = "layer"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for width in self.hidden:
             x = nn.Dense(width)(x)
             if self.layer_norm:
-                x = nn.LayerNorm()(x)
+                x = nn.LayerNorm()(x) if self.norm == "layer" else nn.RMSNorm()(x)
             x = nn.relu(x)
         x = nn.Dense(self.out)(x)
         return x[..., 0] if self.out == 1 else x
@@ -80,6 +89,7 @@ def make_family(
     layer_norm: bool = True,
     bid_init_scale: float = 0.1,
     action_flip_prob: float = 0.2,
+    norm: str = "layer",
 ) -> AgentFamily:
     """Builds an agent family for observations f32[obs_dim] and discrete actions.
 
@@ -93,11 +103,15 @@ def make_family(
       bid_init_scale: standard deviation of the initial linear bid weights.
       action_flip_prob: probability that a mutated clone of a constant-action agent
         draws a new action.
+      norm: one of :data:`NORMS`, the normalisation when ``layer_norm`` is set
+        (``"rms"``: RMSNorm, cheaper to differentiate; see :class:`MLP`).
     """
     if name not in FAMILIES:
         raise ValueError(f"unknown agent family {name!r}; expected one of {FAMILIES}")
-    bid_net = MLP(tuple(hidden), 1, layer_norm)
-    act_net = MLP(tuple(hidden), num_actions, layer_norm)
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
+    bid_net = MLP(tuple(hidden), 1, layer_norm, norm)
+    act_net = MLP(tuple(hidden), num_actions, layer_norm, norm)
     dummy = jnp.zeros((obs_dim,), jnp.float32)
 
     def init(key):

@@ -102,7 +102,12 @@ def make_trainer(config: TrainConfig) -> Trainer:
     dc: DeepConfig = config.algo_config
     env = BatchedEnv(config.env, config.num_envs)
     family = make_family(
-        dc.family, env.spec.obs_dim, env.spec.num_actions, dc.hidden, dc.layer_norm
+        dc.family,
+        env.spec.obs_dim,
+        env.spec.num_actions,
+        dc.hidden,
+        dc.layer_norm,
+        norm=dc.norm,
     )
     market = DeepMarket(env, family, dc.auction, dc.rent_rule, dc.rent_on)
     steps_per_update = dc.rollout_steps * config.num_envs

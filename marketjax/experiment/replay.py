@@ -126,7 +126,12 @@ def play(config, population, episodes: int, explore: float, max_steps: int) -> d
     dc = config.algo_config
     env = BatchedEnv(config.env, episodes)
     family = make_family(
-        dc.family, env.spec.obs_dim, env.spec.num_actions, dc.hidden, dc.layer_norm
+        dc.family,
+        env.spec.obs_dim,
+        env.spec.num_actions,
+        dc.hidden,
+        dc.layer_norm,
+        norm=dc.norm,
     )
     market = DeepMarket(env, family, dc.auction, dc.rent_rule, dc.rent_on)
     f32 = jnp.float32
