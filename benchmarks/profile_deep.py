@@ -41,7 +41,7 @@ from marketjax.markets.deep import DeepMarket, DeepMarketParams
 from marketjax.markets.rollout import rollout
 
 
-def build(batch: int, agents: int, family: str, norm: str):
+def build(batch: int, agents: int, family: str, norm: str, overrides=()):
     """(trainer, market, market params, trained-shape state, T) of the profile."""
     from marketjax.algos.deep import make_trainer
 
@@ -53,6 +53,7 @@ def build(batch: int, agents: int, family: str, norm: str):
             f"deep.num_agents={agents}",
             f"deep.family={family}",
             f"deep.norm={norm}",
+            *overrides,
         ],
     )
     config = parse_train_config(data)
@@ -128,9 +129,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--family", default="mlp")
     parser.add_argument("--norm", default="layer")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("overrides", nargs="*", help="more key=value overrides")
     args = parser.parse_args(argv)
     trainer, market, mparams, params, state, horizon = build(
-        args.batch, args.agents, args.family, args.norm
+        args.batch, args.agents, args.family, args.norm, args.overrides
     )
     progs = programs(trainer, market, mparams, params, horizon)
     compiled = {k: jax.jit(f).lower(state).compile() for k, f in progs.items()}
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
         "N": args.agents,
         "family": args.family,
         "norm": args.norm,
+        "overrides": args.overrides,
         "rollout_steps": horizon,
         "update_ms": round(1e3 * total, 3),
         "cumulative_ms": {
