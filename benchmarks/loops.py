@@ -8,6 +8,8 @@ so that their ratio is fair on a shared machine:
 
 - ``runner``: the runner's chunk (one seed runs unbatched, issue 17);
 - ``vmap1``: the same chunk under a size-1 seed ``vmap`` (the runner before issue 17);
+- ``unsliced``: Q(λ) minibatches differentiated whole, not in slices of
+  ``MICRO_SAMPLES`` (the learner before issue 17);
 - ``norm=rms`` / ``norm=none``: the deep or wide config with RMSNorm or no
   normalisation in place of LayerNorm (``deep.norm=rms``, ``deep.layer_norm=false``).
 
@@ -23,6 +25,7 @@ the process's peak RSS. One JSON object per case; ``<out>/loops.png``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import resource
 import time
@@ -70,7 +73,14 @@ def make_config(algo: str, batch: int, variant: str, agents: int | None, family)
 def build(algo, batch, variant, agents, family, memory: bool) -> dict:
     """Compiles one case; returns its callable, state and facts."""
     config = make_config(algo, batch, variant, agents, family)
-    run = compile_run(config)
+    q = importlib.import_module("marketjax.learners.q_lambda")
+    micro = q.MICRO_SAMPLES
+    if variant == "unsliced":
+        q.MICRO_SAMPLES = 1 << 40
+    try:
+        run = compile_run(config)
+    finally:
+        q.MICRO_SAMPLES = micro
     state = run.init(seed_keys(config), run.params)
     chunk = run.chunk
     if variant == "vmap1":  # the runner before issue 17: a size-1 seed vmap
@@ -132,7 +142,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             variants = [
                 v
                 for v in args.variants.split(",")
-                if algo != "ppo" or not v.startswith("norm")
+                if algo != "ppo" or v in ("runner", "vmap1")
             ]
             cases = [
                 build(algo, batch, v, args.agents, args.family, args.memory)
