@@ -32,6 +32,7 @@ import jax.numpy as jnp
 FAMILIES = ("linear", "mlp", "policy", "linear_policy", "rules", "conv")
 CONSTANT_ACTION = ("linear", "mlp", "conv")  # families whose α̂ ignores the obs
 CONV_FEATURES = 16  # channels of the conv family's 3 x 3 layer (MinAtar's DQN net)
+NORMS = ("layer", "rms")  # the normalisation after each hidden Dense
 LINEAR_BIDS = ("linear", "linear_policy")  # families whose bid is obs @ w + c
 _UNROLL_MAX_DIM = 16  # linear bids on observations up to this size are unrolled
 
@@ -49,18 +50,26 @@ class AgentFamily(NamedTuple):
 
 
 class MLP(nn.Module):
-    """A ReLU MLP with optional LayerNorm; ``out`` outputs (squeezed if 1)."""
+    """A ReLU MLP with optional normalisation; ``out`` outputs (squeezed if 1).
+
+    ``norm`` picks the normalisation after each hidden Dense when ``layer_norm``
+    is set: ``"layer"`` is LayerNorm (Ba et al. 2016: centre, scale by the
+    standard deviation, learned scale and bias); ``"rms"`` is RMSNorm (Zhang &
+    Sennrich 2019: scale by the root mean square, learned scale only), which skips
+    the mean and the bias and their gradients.
+    """
 
     hidden: Sequence[int]
     out: int
     layer_norm: bool = True
+    norm: str = "layer"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         for width in self.hidden:
             x = nn.Dense(width)(x)
             if self.layer_norm:
-                x = nn.LayerNorm()(x)
+                x = nn.LayerNorm()(x) if self.norm == "layer" else nn.RMSNorm()(x)
             x = nn.relu(x)
         x = nn.Dense(self.out)(x)
         return x[..., 0] if self.out == 1 else x
@@ -110,6 +119,7 @@ def make_family(
     obs_shape: Sequence[int] | None = None,
     bid_init: float = 1.0,
     bid_spread: float = 0.0,
+    norm: str = "layer",
 ) -> AgentFamily:
     """Builds an agent family for observations f32[obs_dim] and discrete actions.
 
@@ -127,9 +137,13 @@ def make_family(
       bid_init: initial constant ``c`` of a linear bid ``obs @ w + c``.
       bid_spread: standard deviation of ``c`` around ``bid_init`` across agents (0:
         every agent starts at ``bid_init``).
+      norm: one of :data:`NORMS`, the normalisation when ``layer_norm`` is set
+        (``"rms"``: RMSNorm, cheaper to differentiate; see :class:`MLP`).
     """
     if name not in FAMILIES:
         raise ValueError(f"unknown agent family {name!r}; expected one of {FAMILIES}")
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
     if name == "rules":
         return rule_family(obs_dim, num_actions, action_flip_prob)
     if name == "conv":
@@ -142,8 +156,8 @@ def make_family(
             tuple(int(d) for d in obs_shape), tuple(hidden), 1, layer_norm
         )
     else:
-        bid_net = MLP(tuple(hidden), 1, layer_norm)
-    act_net = MLP(tuple(hidden), num_actions, layer_norm)
+        bid_net = MLP(tuple(hidden), 1, layer_norm, norm)
+    act_net = MLP(tuple(hidden), num_actions, layer_norm, norm)
     dummy = jnp.zeros((obs_dim,), jnp.float32)
 
     def init(key):

@@ -141,6 +141,7 @@ def make_trainer(config: TrainConfig) -> Trainer:
         obs_shape=obs_shape(config.env),
         bid_init=dc.bid_init,
         bid_spread=dc.bid_spread,
+        norm=dc.norm,
     )
     market = DeepMarket(
         env, family, dc.auction, dc.rent_rule, dc.rent_on, reserve=dc.reserve

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from marketjax.agents.families import NORMS
 from marketjax.agents.population import ENTRY_FUNDING
 from marketjax.core.config import ConfigError, field
 from marketjax.learners import (
@@ -27,6 +28,7 @@ from marketjax.markets.ledger import RENT_RULES
 Learning = Literal[tuple(LEARNING_CHAINS)]
 RentRule = Literal[RENT_RULES]
 EntryFunding = Literal[ENTRY_FUNDING]
+Norm = Literal[NORMS]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +39,9 @@ class MarketConfig:
         (64, 64), lo=1, hi=65_536, doc="hidden widths of the MLPs"
     )
     layer_norm: bool = field(True, doc="LayerNorm after each hidden layer")
+    norm: Norm = field(
+        "layer", doc="layer: LayerNorm; rms: RMSNorm (cheaper), when layer_norm"
+    )
     gamma: float = field(0.99, lo=0.0, hi=1.0, doc="sellers' share γ, the discount")
     initial_wealth: float = field(
         1e6, lo=0.0, lo_open=True, hi=1e30, doc="each agent's starting wealth"

@@ -139,7 +139,7 @@ def make_trainer(config: TrainConfig) -> Trainer:
     env = BatchedEnv(config.env, config.num_envs)
     num_goods, num_actions = factors(env)
     nets = make_q_networks(
-        env.spec.obs_dim, num_goods, num_actions, wc.hidden, wc.layer_norm
+        env.spec.obs_dim, num_goods, num_actions, wc.hidden, wc.layer_norm, wc.norm
     )
     market = WideMarket(
         env,

@@ -138,6 +138,7 @@ def play(config, population, episodes: int, explore: float, max_steps: int) -> d
         dc.hidden,
         dc.layer_norm,
         obs_shape=obs_shape(config.env),
+        norm=dc.norm,
     )
     market = DeepMarket(
         env, family, dc.auction, dc.rent_rule, dc.rent_on, reserve=dc.reserve

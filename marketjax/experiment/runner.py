@@ -220,13 +220,45 @@ def compile_run(
     state = init(keys, params)
     if before_compile is not None:
         before_compile(state)
-    chunk = mesh.jit_chunk(counted, layout, state, params)
+    if layout is None:  # one device: a single seed runs unbatched (over_runs)
+        per_run = config.num_seeds == 1
+        chunk = jax.jit(over_runs(counted, num_runs, per_run), donate_argnums=0)
+    else:
+        chunk = mesh.jit_chunk(counted, layout, state, params)
     start = time.perf_counter()
     chunk.lower(state, params).compile()
     compile_s = time.perf_counter() - start
     return CompiledRun(
         config, trainer, schedule, points, params, keys, init, chunk, compile_s, traces
     )
+
+
+def over_runs(chunk: Callable, num_runs: int, per_run: bool = False) -> Callable:
+    """``chunk`` lifted to states and params with a leading run axis of ``num_runs``.
+
+    Several runs are a ``vmap``. A single run (one seed, no sweep) drops its size-1
+    axis, runs the chunk unbatched and puts the axis back on the outputs: under a
+    size-1 ``vmap`` XLA's CPU backend lays out some reductions (the LayerNorm
+    scale gradient ``[1, N, M, H] -> [1, N, H]``) as a fusion up to 30x slower
+    (issue 17), and the axis buys nothing. Checkpoints and results keep their
+    leading axis either way.
+
+    XLA compiles a size-1 batch differently from a larger one, so the numbers of
+    one seed alone and of the same seed inside a vmap differ in the last bits. With
+    ``per_run`` (a one-seed sweep) the runs go one after another (``lax.map`` of
+    the unbatched chunk), so every point of the sweep computes exactly what the
+    point computes alone.
+    """
+    if num_runs != 1 and not per_run:
+        return jax.vmap(chunk)
+
+    def one(state, params):
+        run = jax.tree.map(lambda x: x[0], (state, params))
+        return jax.tree.map(lambda x: x[None], chunk(*run))
+
+    if num_runs == 1:
+        return one
+    return lambda state, params: jax.lax.map(lambda run: chunk(*run), (state, params))
 
 
 def strong_types(state: Any) -> Any:

@@ -129,10 +129,15 @@ class QNetworks(NamedTuple):
 
 
 def make_q_networks(
-    obs_dim: int, num_goods: int, num_actions: int, hidden, layer_norm: bool
+    obs_dim: int,
+    num_goods: int,
+    num_actions: int,
+    hidden,
+    layer_norm: bool,
+    norm: str = "layer",
 ) -> QNetworks:
     """An MLP from the observation to a Q-value per (good, action)."""
-    net = MLP(tuple(hidden), num_goods * num_actions, layer_norm)
+    net = MLP(tuple(hidden), num_goods * num_actions, layer_norm, norm)
     dummy = jnp.zeros((obs_dim,), jnp.float32)
 
     def apply(params, obs):

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from marketjax.agents.families import make_family, population_bids
+from marketjax.agents.families import MLP, make_family, population_bids
 from marketjax.agents.population import init_population
 
 
@@ -56,3 +56,52 @@ def test_conv_bid_reads_the_image_as_height_width_channels():
 def test_conv_family_needs_an_image():
     with pytest.raises(ValueError, match=r"needs image observations \(H, W, C\)"):
         make_family("conv", 4, 2, obs_shape=(4,))
+
+
+@pytest.mark.parametrize("norm", ["layer", "rms"])
+def test_mlp_norm_is_the_textbook_formula(norm):
+    # One hidden layer of width 4, fresh init (scale 1, bias 0): the hidden
+    # activation is relu(norm(x @ W + b)) with LayerNorm (a - mean) / sqrt(var + 1e-6)
+    # or RMSNorm a / sqrt(mean(a^2) + 1e-6), flax's epsilon.
+    net = MLP((4,), 1, True, norm)
+    x = jnp.array([0.3, -1.2, 2.0], jnp.float32)
+    params = net.init(jax.random.key(0), x)["params"]
+    name = {"layer": "LayerNorm_0", "rms": "RMSNorm_0"}[norm]
+    assert set(params) == {"Dense_0", "Dense_1", name}
+    w, b = params["Dense_0"]["kernel"], params["Dense_0"]["bias"]
+    a = x @ w + b
+    if norm == "layer":
+        h = (a - a.mean()) / jnp.sqrt(a.var() + 1e-6)
+    else:
+        h = a / jnp.sqrt(jnp.mean(a**2) + 1e-6)
+    out = jax.nn.relu(h) @ params["Dense_1"]["kernel"][:, 0]
+    out = out + params["Dense_1"]["bias"][0]
+    assert jnp.allclose(net.apply({"params": params}, x), out, atol=1e-5)
+
+
+def test_unknown_norm_is_refused():
+    with pytest.raises(ValueError, match="unknown norm 'batch'"):
+        make_family("mlp", 3, 2, (4,), norm="batch")
+
+
+def test_deep_config_norm_reaches_the_bid_networks():
+    from marketjax.algos.deep import make_trainer
+    from marketjax.experiment.registry import parse_train_config
+
+    data = {
+        "name": "t",
+        "algo": "deep",
+        "env": "Catch-bsuite",
+        "num_envs": 2,
+        "total_env_steps": 64,
+        "deep": {"num_agents": 3, "hidden": [4], "norm": "rms"},
+    }
+    from marketjax.experiment.runner import as_params
+
+    trainer = make_trainer(parse_train_config(data))
+    state = trainer.init(jax.random.key(0), as_params(trainer.params))
+    names = set(
+        jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(state)
+    )
+    assert any("RMSNorm_0" in n for n in names)
+    assert not any("LayerNorm_0" in n for n in names)

@@ -30,6 +30,7 @@ def _with(**changes):
         (_with(deep={"auction": "dutch"}), "'deep.auction' must be one of"),
         (_with(num_envs="many"), "'num_envs' must be an integer, got 'many'"),
         (_with(deep={"layer_norm": "yes"}), "'deep.layer_norm' must be true or false"),
+        (_with(deep={"norm": "batch"}), "'deep.norm' must be one of 'layer', 'rms'"),
         (_with(total_env_steps=None), "missing required key 'total_env_steps'"),
         (
             _with(env="CartPol-v1"),

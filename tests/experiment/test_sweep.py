@@ -23,9 +23,13 @@ def _tiny(out_dir, **extra):
     return data | extra
 
 
-def test_a_sweep_point_equals_the_same_point_run_alone(tmp_path):
+@pytest.mark.parametrize("num_seeds", [2, 1])
+def test_a_sweep_point_equals_the_same_point_run_alone(tmp_path, num_seeds):
+    # With one seed the point alone is one run, which the runner calls unbatched
+    # (no size-1 vmap), while the sweep is a vmap over two runs: same numbers.
     data = apply_overrides(
-        _tiny(tmp_path), ["sweep.deep.lr=[0.001,0.01]", "sweep.deep.gamma=[0.9]"]
+        _tiny(tmp_path, num_seeds=num_seeds),
+        ["sweep.deep.lr=[0.001,0.01]", "sweep.deep.gamma=[0.9]"],
     )
     config = parse_train_config(data)
     assert [label for label, _ in sweep_points(config)] == [
@@ -39,7 +43,8 @@ def test_a_sweep_point_equals_the_same_point_run_alone(tmp_path):
     point = run_dir / "deep.lr=0.01,deep.gamma=0.9"
     swept = json.loads((point / "summary.json").read_text())
     alone_data = apply_overrides(
-        _tiny(tmp_path, name="alone"), ["deep.lr=0.01", "deep.gamma=0.9"]
+        _tiny(tmp_path, name="alone", num_seeds=num_seeds),
+        ["deep.lr=0.01", "deep.gamma=0.9"],
     )
     alone = train_and_write(parse_train_config(alone_data))
     assert swept["final_mean_return_per_seed"] == alone["final_mean_return_per_seed"]
