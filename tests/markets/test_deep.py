@@ -17,11 +17,11 @@ from marketjax.markets.deep import DeepMarket, DeepMarketParams
 from marketjax.markets.ledger import books_imbalance
 
 
-def _constant_bid_market(bids, wealth, rule, num_envs=2):
+def _constant_bid_market(bids, wealth, rule, num_envs=2, reserve=0.0):
     """A market of linear agents whose bids ignore the observation."""
     env = BatchedEnv("CartPole-v1", num_envs)
     family = make_family("linear", env.spec.obs_dim, env.spec.num_actions)
-    market = DeepMarket(env, family, rule)
+    market = DeepMarket(env, family, rule, reserve=reserve)
     pop = init_population(jax.random.key(0), family, len(bids), 0.0)
     params = dict(pop.params)
     params["bid"] = {
@@ -72,6 +72,66 @@ def test_bids_share_one_budget_across_episodes_and_the_poor_cannot_bid():
     np.testing.assert_array_equal(winner, [1, 1])
     np.testing.assert_allclose(pay.paid, [0.25, 0.25], rtol=2e-4)
     np.testing.assert_array_equal(capped_win, [True, True])
+
+
+@pytest.mark.parametrize("rule", ["vickrey", "credit_conserving"])
+def test_the_banks_reserve_price_binds_only_where_the_bank_sells(rule):
+    # Bids (3.0, 1.5), reserve 2, wealth ample (no caps). Episode 0: the bank sells
+    # (a fresh episode): only agent 0 meets the reserve; the second price (1.5) is
+    # below it, so agent 0 pays the reserve, 2. Episode 1: agent 1 owns the right:
+    # no reserve, agent 0 pays the second price 1.5.
+    market, state = _constant_bid_market(
+        [3.0, 1.5], [1e3, 1e3], rule, num_envs=2, reserve=2.0
+    )
+    bank_sells = jnp.array([True, False])
+    winner, _, pay, _ = market.auction(
+        jax.random.key(0), state.population, state.obs, _params(), bank_sells
+    )
+    np.testing.assert_array_equal(winner, [0, 0])
+    np.testing.assert_allclose(pay.paid, [2.0, 1.5])
+    # Nobody meets the reserve: the bank keeps the right (winner -1, nothing paid),
+    # even when the exploration lottery is always drawn.
+    market, state = _constant_bid_market(
+        [1.0, 1.5], [1e3, 1e3], rule, num_envs=2, reserve=2.0
+    )
+    winner, _, pay, _ = market.auction(
+        jax.random.key(0),
+        state.population,
+        state.obs,
+        _params(explore=1.0),
+        jnp.array([True, True]),
+    )
+    np.testing.assert_array_equal(winner, [-1, -1])
+    np.testing.assert_array_equal(pay.paid, [0.0, 0.0])
+    # Without a reserve the same auction sells both at the second price.
+    market, state = _constant_bid_market([1.0, 1.5], [1e3, 1e3], rule, num_envs=2)
+    winner, _, pay, _ = market.auction(
+        jax.random.key(0), state.population, state.obs, _params(), bank_sells
+    )
+    np.testing.assert_array_equal(winner, [1, 1])
+    np.testing.assert_allclose(pay.paid, [1.0, 1.0])
+
+
+def test_a_reserve_price_keeps_the_books_and_the_bank_acts_where_nobody_meets_it():
+    # Fresh episodes are sold by the bank: with every bid below the reserve the
+    # bank acts in every episode at every step, and no money moves but rewards...
+    market, state = _constant_bid_market(
+        [1.0, 1.5], [10.0, 10.0], "credit_conserving", num_envs=4, reserve=2.0
+    )
+    s1, rec = market.step(jax.random.key(2), state, _params())
+    np.testing.assert_array_equal(rec.winner, [-1, -1, -1, -1])
+    np.testing.assert_array_equal(s1.owner, [-1, -1, -1, -1])
+    np.testing.assert_allclose(s1.population.wealth, [10.0, 10.0])
+    # ...and with one bid above it, agent 1 buys the 4 fresh episodes at the reserve
+    # (2 each, to the bank) and collects 1 per episode; the books balance.
+    market, state = _constant_bid_market(
+        [1.0, 2.5], [10.0, 10.0], "credit_conserving", num_envs=4, reserve=2.0
+    )
+    s1, rec = market.step(jax.random.key(2), state, _params())
+    np.testing.assert_array_equal(rec.winner, [1, 1, 1, 1])
+    np.testing.assert_allclose(s1.population.wealth, [10.0, 10.0 + 4 * (1 - 2.0)])
+    np.testing.assert_allclose(s1.books.bank.value, 8.0)
+    assert float(books_imbalance(s1.books, s1.population.wealth)) < 1e-6
 
 
 def test_the_minus_63_case_ends_at_or_above_zero():
