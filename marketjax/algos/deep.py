@@ -56,17 +56,21 @@ class DeepConfig(MarketConfig):
     reserve: float = field(
         0.0,
         lo=0.0,
+        hi=1e9,
         static=True,
         doc="the bank's reserve price when it sells a fresh episode (0: none)",
     )
     bid_init: float = field(
         1.0,
+        lo=-1e9,
+        hi=1e9,
         static=True,
         doc="initial constant c of linear bids (linear, linear_policy families)",
     )
     bid_spread: float = field(
         0.0,
         lo=0.0,
+        hi=1e9,
         static=True,
         doc="std of the initial constant c across agents (linear bids)",
     )
