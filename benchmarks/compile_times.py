@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--configs", default=None, help="comma-separated stems")
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--png", default="benchmarks/out/compile_times.png")
     args = parser.parse_args(argv)
     if args.one:
         print(json.dumps(one(args.one)), flush=True)
@@ -97,7 +98,27 @@ def main(argv: list[str] | None = None) -> list[dict]:
             }
         )
     )
+    plot_compile_times(ok, Path(args.png))
     return rows
+
+
+def plot_compile_times(rows: list[dict], path: Path) -> None:
+    """Compile seconds per config, the target as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    ax.bar([r["config"] for r in rows], [r["compile_s"] for r in rows])
+    ax.axhline(TARGET_S, ls="--", color="k", label=f"target {TARGET_S:g} s")
+    ax.set_ylabel("compile s (one chunk)")
+    ax.tick_params(axis="x", rotation=75, labelsize=7)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

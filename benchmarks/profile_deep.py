@@ -28,6 +28,7 @@ import argparse
 import itertools
 import json
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -129,6 +130,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--family", default="mlp")
     parser.add_argument("--norm", default="layer")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--png", default="benchmarks/out/profile_deep.png")
     parser.add_argument("overrides", nargs="*", help="more key=value overrides")
     args = parser.parse_args(argv)
     trainer, market, mparams, params, state, horizon = build(
@@ -164,7 +166,35 @@ def main(argv: list[str] | None = None) -> dict:
         "env_steps_per_s": round(horizon * args.batch / total),
     }
     print(json.dumps(row), flush=True)
+    plot_shares(row, Path(args.png))
     return row
+
+
+def plot_shares(row: dict, path: Path) -> None:
+    """One horizontal bar: the share of an update's time in each part."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 1.8))
+    left = 0.0
+    for name, share in row["share"].items():
+        share = max(share, 0.0)  # cumulative timings are noisy: a part can be ~0
+        ax.barh(0, share, left=left, label=f"{name} {share:.0%}")
+        left += share
+    ax.set_xlim(0, 1)
+    ax.set_yticks([])
+    ax.set_xlabel("share of one deep-market update")
+    ax.set_title(
+        f"B={row['B']} N={row['N']} {row['family']}: {row['update_ms']} ms/update",
+        fontsize=9,
+    )
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.6))
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -285,6 +285,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--chunks", type=int, default=20, help="our runner.num_chunks (config: 20)"
     )
+    parser.add_argument("--png", default="benchmarks/out/purejaxrl_side_by_side.png")
     parser.add_argument(
         "overrides", nargs="*", help="key=value overrides of our config (ablations)"
     )
@@ -301,7 +302,31 @@ def main(argv: list[str] | None = None) -> list[dict]:
             row["commit"] = commit
             rows.append(row)
             print(json.dumps(row), flush=True)
+    plot_ratios(rows, Path(args.png))
     return rows
+
+
+def plot_ratios(rows: list[dict], path: Path) -> None:
+    """Our env steps/s over purejaxrl's (min/median/max) per seed count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for i, row in enumerate(rows):
+        lo, med, hi = row["ratio_own_over_purejaxrl_min_median_max"]
+        ax.bar(i, med, label=f"{row['seeds']} seed(s)")
+        ax.errorbar(i, med, yerr=[[med - lo], [hi - med]], color="k", capsize=4)
+    ax.axhline(1.0, ls="--", color="k", label="parity (target)")
+    ax.set_xticks(range(len(rows)), [f"{r['seeds']} seeds" for r in rows])
+    ax.set_ylabel("marketjax / purejaxrl env steps/s")
+    ax.set_title("PPO on CartPole-v1, interleaved", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
