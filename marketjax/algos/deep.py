@@ -132,10 +132,11 @@ def step_metrics(num_agents: int):
     return metrics
 
 
-def make_trainer(config: TrainConfig) -> Trainer:
-    """Builds the deep market's trainer for one seed (see module docstring)."""
+def build_market(config: TrainConfig, num_envs: int) -> DeepMarket:
+    """The ``deep:`` section's market (env of ``num_envs`` episodes, agent family,
+    payment and rent rules, reserve): one builder for training and replay."""
     dc: DeepConfig = config.algo_config
-    env = BatchedEnv(config.env, config.num_envs)
+    env = BatchedEnv(config.env, num_envs)
     family = make_family(
         dc.family,
         env.spec.obs_dim,
@@ -147,9 +148,16 @@ def make_trainer(config: TrainConfig) -> Trainer:
         bid_spread=dc.bid_spread,
         norm=dc.norm,
     )
-    market = DeepMarket(
+    return DeepMarket(
         env, family, dc.auction, dc.rent_rule, dc.rent_on, reserve=dc.reserve
     )
+
+
+def make_trainer(config: TrainConfig) -> Trainer:
+    """Builds the deep market's trainer for one seed (see module docstring)."""
+    dc: DeepConfig = config.algo_config
+    market = build_market(config, config.num_envs)
+    family = market.family
     steps_per_update = dc.rollout_steps * config.num_envs
     num_updates = total_updates(config, steps_per_update)
     learner = market_learner(

@@ -34,10 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from marketjax.agents.families import make_family
-from marketjax.algos.deep import obs_shape
+from marketjax.algos.deep import build_market
 from marketjax.core.config import ConfigError, load_yaml
-from marketjax.envs.gymnax_adapter import BatchedEnv, make_gymnax
+from marketjax.envs.gymnax_adapter import make_gymnax
 from marketjax.experiment import run_dir as rd
 from marketjax.experiment.checkpoint import (
     load_checkpoint,
@@ -130,19 +129,7 @@ def make_block(market: DeepMarket, params: DeepMarketParams):
 def play(config, population, episodes: int, explore: float, max_steps: int) -> dict:
     """Plays ``episodes`` episodes; returns numpy records [T, ...] (T >= each end)."""
     dc = config.algo_config
-    env = BatchedEnv(config.env, episodes)
-    family = make_family(
-        dc.family,
-        env.spec.obs_dim,
-        env.spec.num_actions,
-        dc.hidden,
-        dc.layer_norm,
-        obs_shape=obs_shape(config.env),
-        norm=dc.norm,
-    )
-    market = DeepMarket(
-        env, family, dc.auction, dc.rent_rule, dc.rent_on, reserve=dc.reserve
-    )
+    market = build_market(config, episodes)
     f32 = jnp.float32
     mparams = DeepMarketParams(f32(dc.gamma), f32(dc.rent), f32(explore))
     block = make_block(market, mparams)
