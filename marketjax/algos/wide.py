@@ -65,9 +65,10 @@ class WideConfig(MarketConfig):
         "C is positive definite for -1/(G-1) < rho < 1",
     )
     budget: Literal[BUDGETS] = field(
-        "per_episode",
-        doc="per_episode: sup v <= wealth in each episode; shared: <= an equal 1/B "
-        "share of the wealth (the deep market's rule: B episodes never overdraw)",
+        "shared",
+        doc="shared: what an agent can be made to pay in one episode <= an equal 1/B "
+        "share of its wealth (the deep market's rule: B episodes never overdraw); "
+        "per_episode: <= its whole wealth in each episode (the first wave's rule)",
     )
     equ_tol: float = field(
         1e-4, lo=0.0, lo_open=True, hi=1.0, doc="Equ's relative excess-demand tol"
@@ -133,15 +134,16 @@ def step_metrics(num_agents: int):
     return metrics
 
 
-def make_trainer(config: TrainConfig) -> Trainer:
-    """Builds the wide market's trainer for one seed (see module docstring)."""
+def build_market(config: TrainConfig, num_envs: int) -> WideMarket:
+    """The run's wide market on ``num_envs`` episodes: the one builder shared by the
+    trainer and replay (``experiment/replay_wide.py``), so they cannot drift."""
     wc: WideConfig = config.algo_config
-    env = BatchedEnv(config.env, config.num_envs)
+    env = BatchedEnv(config.env, num_envs)
     num_goods, num_actions = factors(env)
     nets = make_q_networks(
         env.spec.obs_dim, num_goods, num_actions, wc.hidden, wc.layer_norm, wc.norm
     )
-    market = WideMarket(
+    return WideMarket(
         env,
         nets,
         wc.control == "proportional",
@@ -150,6 +152,13 @@ def make_trainer(config: TrainConfig) -> Trainer:
         budget=wc.budget,
         equ_max_iters=wc.equ_max_iters,
     )
+
+
+def make_trainer(config: TrainConfig) -> Trainer:
+    """Builds the wide market's trainer for one seed (see module docstring)."""
+    wc: WideConfig = config.algo_config
+    market = build_market(config, config.num_envs)
+    nets, num_actions = market.nets, market.num_actions
     n = wc.num_agents
     num_updates = total_updates(config, wc.rollout_steps * config.num_envs)
     # Wide agents are Q-networks: entrants are fresh networks or perturbed clones.

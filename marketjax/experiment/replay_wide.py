@@ -28,22 +28,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from marketjax.envs.gymnax_adapter import BatchedEnv
 from marketjax.experiment.checkpoint import write_atomic, write_json_atomic
 from marketjax.markets.diagnostics import gini
-from marketjax.markets.wide import WideMarket, WideMarketParams, factors
-from marketjax.markets.wide_clear import cap_bids
+from marketjax.markets.wide import WideMarket, WideMarketParams
 
 
 def make_wide_market(config, episodes: int) -> WideMarket:
     """The run's wide market on a fresh ``BatchedEnv`` of ``episodes`` episodes."""
-    from marketjax.markets.wide import make_q_networks
+    from marketjax.algos.wide import build_market
 
-    wc = config.algo_config
-    env = BatchedEnv(config.env, episodes)
-    g, a = factors(env)
-    nets = make_q_networks(env.spec.obs_dim, g, a, wc.hidden, wc.layer_norm)
-    return WideMarket(env, nets, wc.control == "proportional", wc.rent_rule)
+    return build_market(config, episodes)
 
 
 def play_wide(config, population, episodes: int, explore: float, max_steps: int):
@@ -54,12 +48,17 @@ def play_wide(config, population, episodes: int, explore: float, max_steps: int)
     market = make_wide_market(config, episodes)
     f32 = jnp.float32
     params = WideMarketParams(
-        f32(wc.gamma), f32(wc.rent), f32(wc.curvature), f32(explore)
+        f32(wc.gamma),
+        f32(wc.rent),
+        f32(wc.curvature),
+        f32(explore),
+        coupling=f32(wc.coupling),
+        equ_tol=f32(wc.equ_tol),
     )
 
     def one(state, key):
         raw = jnp.max(market.q_values(state.population.params, state.obs), -1)
-        capped = cap_bids(raw, state.population.wealth, params.curvature)
+        capped = market.capped_bids(raw, state.population.wealth, params)
         state, rec = market.step(key, state, params)
         return state, {
             "obs": rec.obs,  # f32[K, D]

@@ -6,8 +6,10 @@ factor: a board of ``MultiCatch-K``; a non-factored env is one good), each in su
 
 1. each agent's network reads the observation and outputs Q_i(ω)[g, a], the value
    of controlling good g and acting a on it; its bid per unit of g is
-   ``q_ig = max_a Q_i[g, a]`` (capped so its valuation stays within its wealth, or
-   within its 1/B share of its budget under ``budget="shared"``);
+   ``q_ig = max_a Q_i[g, a]`` (capped so that what it can be made to pay stays
+   within its 1/B share of its budget, ``budget="shared"``, the default: B episodes
+   never overdraw an account; or within its whole wealth per episode,
+   ``"per_episode"``, the first wave's rule);
 2. Equ clears every good: separable valuations in closed form
    (``wide_clear.clear``), coupled ones (``v_i(x) = q_i·x − ½xᵀCx``, C not
    diagonal) by the batched Newton solver ``mechanisms/quadratic_equ.py``, all B
@@ -49,7 +51,14 @@ from marketjax.markets.ledger import (
     episode_share,
     rent_due,
 )
-from marketjax.markets.wide_clear import BUDGETS, VALUATIONS, cap_bids, clear, exercise
+from marketjax.markets.wide_clear import (
+    BUDGETS,
+    SUPPLY,
+    VALUATIONS,
+    cap_bids,
+    clear,
+    exercise,
+)
 from marketjax.mechanisms.quadratic_equ import solve_batch
 
 
@@ -189,7 +198,7 @@ class WideMarket:
         proportional: bool = True,
         rent_rule: str = "proportional",
         valuation: str = "separable",
-        budget: str = "per_episode",
+        budget: str = "shared",
         equ_max_iters: int = 50,
     ):
         if not env.spec.discrete:
@@ -236,6 +245,15 @@ class WideMarket:
         budget = bid_budget(wealth, params.rent, self.rent_rule, b * self.num_goods)
         return episode_share(budget, b)
 
+    def capped_bids(
+        self, raw: jax.Array, wealth: jax.Array, params: WideMarketParams
+    ) -> jax.Array:
+        """Bids f32[B, N, G] after the budget cap (``wide_clear.cap_bids``) on raw
+        bids f32[B, N, G], for this market's valuation and budget rule."""
+        room = self.room(wealth, params)
+        coupling = 0.0 if self.valuation == "separable" else params.coupling
+        return cap_bids(raw, room, params.curvature, coupling, SUPPLY)
+
     def equilibrium(
         self,
         population: Population,
@@ -249,23 +267,19 @@ class WideMarket:
         converged bool[B], iterations i32[B], residual f32[B], capped f32[])``.
         """
         raw = jnp.max(q, axis=-1)
-        room = self.room(population.wealth, params)
+        bids = self.capped_bids(raw, population.wealth, params)
         if self.valuation == "separable":
-            bids = cap_bids(raw, room, params.curvature)
-            price, alloc = clear(
-                jnp.swapaxes(bids, 1, 2), jnp.float32(1.0), params.curvature
-            )
+            price, alloc = clear(jnp.swapaxes(bids, 1, 2), SUPPLY, params.curvature)
             alloc = jnp.swapaxes(alloc, 1, 2)
-            residual = jnp.max(jnp.abs(jnp.sum(alloc, axis=1) - 1.0), axis=-1)
+            residual = jnp.max(jnp.abs(jnp.sum(alloc, axis=1) - SUPPLY), axis=-1)
             converged = jnp.ones(residual.shape, bool)
             iterations = jnp.zeros(residual.shape, jnp.int32)
         else:
-            bids = cap_bids(raw, room, params.curvature, params.coupling)
             eq = solve_batch(
                 bids,
                 params.curvature,
                 params.coupling,
-                jnp.float32(1.0),
+                SUPPLY,
                 p0,
                 tol=params.equ_tol,
                 max_iters=self.equ_max_iters,

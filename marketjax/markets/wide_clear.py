@@ -24,12 +24,24 @@ Coupled valuations (``wide.valuation: coupled``) add cross terms,
 ``mechanisms/quadratic_equ.py`` (``ρ = 0`` gives back the closed form, tested).
 
 Budget caps (Algorithm 2, ``b[α] <- min(α_b, w[α])``): bids are scaled down so that
-``sup_{x>=0} v_i(x) <= ½ q_i⁺ᵀ C⁻¹ q_i⁺ <= room_i`` (for ``ρ = 0`` the bound is
-``Σ_g max(q_ig, 0)² / (2c)``, exact); an agent therefore never pays more for its
-bundle than its room. The room is its wealth per episode (``wide.budget:
-per_episode``, the first wave's rule) or, under ``shared``, the deep market's equal
-1/B share of its shared budget (``ledger.bid_budget`` / ``ledger.episode_share``), so
-that B episodes together never overdraw the account.
+no bundle the market can allocate is worth more than the agent's room. At equilibrium
+``p·x_i <= v_i(x_i)`` (each bundle maximises ``v_i(x) − p·x``, and the empty bundle
+is worth 0), and an allocated bundle lies in the box ``0 <= x <= s`` (nobody holds
+more than the supply), so the payment is bounded by either of
+
+    A_i = ½ q_i⁺ᵀ C⁻¹ q_i⁺    the unconstrained supremum of v_i
+                              (for ρ = 0: Σ_g max(q_ig, 0)² / (2c)), and
+    S_i = q_i⁺·s              since v_i(x) <= q_i·x on the box,
+
+and the cap uses the smaller. Scaling the bids by κ scales the first by κ² and the
+second by κ, so ``κ_i = min(1, max(sqrt(room_i / A_i), room_i / S_i))``. With goods
+in unit supply and values far above ``c`` (CartPole: q ≈ 100, c = 0.1) the box bound
+is ~q instead of q²/2c ≈ 50,000, so a budget binds when the agent could actually be
+asked to pay it, not when an unreachable bundle would be worth it. The room is, by
+default (``wide.budget: shared``), the deep market's equal 1/B share of the agent's
+shared budget (``ledger.bid_budget`` / ``ledger.episode_share``), so that B episodes
+together never overdraw the account; ``per_episode`` (the first wave's rule: the
+whole wealth in each episode) is kept for reproducing old runs.
 """
 
 from __future__ import annotations
@@ -40,7 +52,8 @@ import jax.numpy as jnp
 from marketjax.mechanisms.quadratic_equ import inverse_form
 
 VALUATIONS = ("separable", "coupled")  # wide.valuation
-BUDGETS = ("per_episode", "shared")  # wide.budget
+BUDGETS = ("shared", "per_episode")  # wide.budget (the first is the default)
+SUPPLY = 1.0  # each good's supply: one divisible control right per factor
 
 
 def clear(bids: jax.Array, supply: jax.Array, curvature: jax.Array):
@@ -68,28 +81,39 @@ def clear(bids: jax.Array, supply: jax.Array, curvature: jax.Array):
 
 
 def cap_bids(
-    bids: jax.Array, wealth: jax.Array, curvature: jax.Array, coupling=0.0
+    bids: jax.Array,
+    wealth: jax.Array,
+    curvature: jax.Array,
+    coupling=0.0,
+    supply=None,
 ) -> jax.Array:
-    """Scales each agent's bids so that its valuation never exceeds its room.
+    """Scales each agent's bids so that what it can be made to pay stays in its room.
 
     Args:
       bids: f32[B, N, G] raw bids q_ig per episode.
       wealth: f32[N] the room per episode (wealth, or its 1/B budget share).
       curvature: f32[] c.
       coupling: f32[] ρ (0: separable).
+      supply: each good's supply s (scalar or f32[G]); None drops the box bound
+        (the first wave's rule, ``½ q⁺ᵀ C⁻¹ q⁺`` alone).
 
     Returns:
-      f32[B, N, G] bids κ_i q_i with κ_i = min(1, sqrt(w_i⁺ / (½ q_i⁺ᵀ C⁻¹ q_i⁺)))
-      (for ρ = 0: min(1, sqrt(2c w_i⁺ / Σ_g (q_ig⁺)²))).
+      f32[B, N, G] bids κ_i q_i with κ_i = min(1, max(sqrt(w_i⁺ / A_i), w_i⁺ / S_i)),
+      A_i = ½ q_i⁺ᵀ C⁻¹ q_i⁺ and S_i = q_i⁺·s (module docstring).
     """
     room = jnp.maximum(wealth, 0.0)[None, :]
     positive = jnp.maximum(bids, 0.0)
     if isinstance(coupling, float) and coupling == 0.0:
-        sup = jnp.sum(jnp.square(positive), axis=-1)  # [B, N], 2c·sup v
-        room = 2.0 * curvature * room
+        sup = jnp.sum(jnp.square(positive), axis=-1) / (2.0 * curvature)  # [B, N]
     else:
         sup = inverse_form(positive, curvature, coupling)  # [B, N]
-    scale = jnp.where(sup > room, jnp.sqrt(room / jnp.maximum(sup, 1e-30)), 1.0)
+    tiny = 1e-30
+    bound, scale = sup, jnp.sqrt(room / jnp.maximum(sup, tiny))
+    if supply is not None:
+        box = jnp.sum(positive * jnp.asarray(supply, bids.dtype), axis=-1)  # [B, N]
+        bound = jnp.minimum(sup, box)
+        scale = jnp.maximum(scale, room / jnp.maximum(box, tiny))
+    scale = jnp.where(bound > room, jnp.minimum(scale, 1.0), 1.0)
     return bids * scale[..., None]
 
 
