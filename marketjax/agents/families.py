@@ -15,6 +15,10 @@ Baum's Hayek agents, whose bid is part of the mutated program under selection, o
 learned under Q(λ)), ``rules`` (a condition → action rule over 0/1 features with a
 bid, Baum's Hayek2/3 agents: :func:`rule_matches`; it abstains, bidding −inf, where
 its condition fails),
+``qnet`` (a program that reads its own action values: one MLP with an output
+per action, Q_i(obs, ·); it acts ``argmax_a Q_i`` and bids ``max_a Q_i``, so
+whoever wins the right acts by its own values, and Q(λ) regresses the output of
+the action taken; "the richest wins" then means "the richest program acts"),
 ``conv`` (constant action, a bid that reads an image
 observation: one 3 x 3 convolution of 16 channels, ReLU, then the MLP; the
 network of MinAtar's DQN baseline, Young & Tian 2019, Sec. 4).
@@ -29,7 +33,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-FAMILIES = ("linear", "mlp", "policy", "linear_policy", "rules", "conv")
+FAMILIES = ("linear", "mlp", "policy", "linear_policy", "rules", "conv", "qnet")
 CONSTANT_ACTION = ("linear", "mlp", "conv")  # families whose α̂ ignores the obs
 CONV_FEATURES = 16  # channels of the conv family's 3 x 3 layer (MinAtar's DQN net)
 NORMS = ("layer", "rms")  # the normalisation after each hidden Dense
@@ -47,6 +51,8 @@ class AgentFamily(NamedTuple):
     mutate: Callable[[jax.Array, Any, jax.Array], Any]
     constant_action: bool  # True if α̂ ignores the observation
     num_actions: int  # size of the discrete action space
+    # (params, obs f32[D]) -> f32[A], a program's value per action (qnet), or None
+    values: Callable[[Any, jax.Array], jax.Array] | None = None
 
 
 class MLP(nn.Module):
@@ -156,7 +162,8 @@ def make_family(
             tuple(int(d) for d in obs_shape), tuple(hidden), 1, layer_norm
         )
     else:
-        bid_net = MLP(tuple(hidden), 1, layer_norm, norm)
+        out = num_actions if name == "qnet" else 1
+        bid_net = MLP(tuple(hidden), out, layer_norm, norm)
     act_net = MLP(tuple(hidden), num_actions, layer_norm, norm)
     dummy = jnp.zeros((obs_dim,), jnp.float32)
 
@@ -182,16 +189,25 @@ def make_family(
                 "w": jax.random.normal(k_w, (obs_dim, num_actions)),  # f32[D, A]
                 "b": 0.1 * jax.random.normal(k_b, (num_actions,)),  # f32[A]
             }
+        elif name == "qnet":  # the action part is the bid net's argmax
+            action = jnp.zeros((), jnp.int32)
         else:
             action = jax.random.randint(k_action, (), 0, num_actions)
         return {"action": action, "bid": bid}
 
+    def values(params, obs):
+        return bid_net.apply(params["bid"], obs)  # f32[A]
+
     def bid(params, obs):
         if name in LINEAR_BIDS:
             return obs @ params["bid"]["w"] + params["bid"]["c"]
+        if name == "qnet":
+            return jnp.max(values(params, obs))
         return bid_net.apply(params["bid"], obs)
 
     def act(key, params, obs):
+        if name == "qnet":
+            return jnp.argmax(values(params, obs)).astype(jnp.int32)
         if name == "policy":
             logits = act_net.apply(params["action"], obs)
             return jax.random.categorical(key, logits).astype(jnp.int32)
@@ -203,7 +219,7 @@ def make_family(
     def mutate(key, params, scale):
         k_bid, k_act, k_flip, k_new = jax.random.split(key, 4)
         new_bid = perturb_floats(k_bid, params["bid"], scale)
-        if name in ("policy", "linear_policy"):
+        if name in ("policy", "linear_policy", "qnet"):
             new_action = perturb_floats(k_act, params["action"], scale)
         else:
             flip = jax.random.bernoulli(k_flip, action_flip_prob)
@@ -212,7 +228,8 @@ def make_family(
         return {"action": new_action, "bid": new_bid}
 
     constant = name in CONSTANT_ACTION
-    return AgentFamily(name, init, bid, act, mutate, constant, num_actions)
+    q = values if name == "qnet" else None
+    return AgentFamily(name, init, bid, act, mutate, constant, num_actions, q)
 
 
 # A rule's condition on each feature: ignore it, require it true, require it false.

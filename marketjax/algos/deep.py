@@ -33,9 +33,14 @@ from marketjax.envs.gymnax_adapter import BatchedEnv
 from marketjax.learners import (
     linear_anneal,
 )
-from marketjax.markets.deep import DeepMarket, DeepMarketParams, StepRecord
+from marketjax.markets.deep import (
+    BID_TARGETS,
+    DeepMarket,
+    DeepMarketParams,
+    StepRecord,
+)
 from marketjax.markets.diagnostics import ownership_diagnostics
-from marketjax.markets.ledger import RENT_BASES
+from marketjax.markets.ledger import BUDGET_RULES, RENT_BASES
 from marketjax.mechanisms.payments import RULES
 
 
@@ -47,11 +52,19 @@ class DeepConfig(MarketConfig):
         8, lo=1, hi=100_000, doc="N agent slots (auto: one per action of the env)"
     )
     family: Literal[FAMILIES] = field(
-        "mlp", doc="agent family: linear | mlp | policy | linear_policy | rules | conv"
+        "mlp", doc="agent family: " + " | ".join(FAMILIES)
     )
     auction: Literal[RULES] = field("vickrey", doc="payment rule of the auctions")
     rent_on: Literal[RENT_BASES] = field(
         "owners", doc="owners: rent on rights held; all: on every living agent"
+    )
+    budget_rule: Literal[BUDGET_RULES] = field(
+        "share",
+        doc="share: each bid <= budget/B; scale: an agent's bids scaled to fit it",
+    )
+    bid_target: Literal[BID_TARGETS] = field(
+        "price",
+        doc="price: bids regress on budgeted prices; value: on unbudgeted bids",
     )
     reserve: float = field(
         0.0,
@@ -149,7 +162,14 @@ def build_market(config: TrainConfig, num_envs: int) -> DeepMarket:
         norm=dc.norm,
     )
     return DeepMarket(
-        env, family, dc.auction, dc.rent_rule, dc.rent_on, reserve=dc.reserve
+        env,
+        family,
+        dc.auction,
+        dc.rent_rule,
+        dc.rent_on,
+        reserve=dc.reserve,
+        budget_rule=dc.budget_rule,
+        bid_target=dc.bid_target,
     )
 
 
@@ -160,10 +180,19 @@ def make_trainer(config: TrainConfig) -> Trainer:
     family = market.family
     steps_per_update = dc.rollout_steps * config.num_envs
     num_updates = total_updates(config, steps_per_update)
+    if family.values is not None:  # qnet: Q(λ) on the output of the action taken
+
+        def value_fn(p, obs):
+            return family.values({"bid": p}, obs)
+    else:
+
+        def value_fn(p, obs):
+            return family.bid({"bid": p}, obs)[None]
+
     learner = market_learner(
         dc,
         family,
-        lambda p, obs: family.bid({"bid": p}, obs)[None],
+        value_fn,
         lambda params: params["bid"],
         lambda params, bid: {**params, "bid": bid},
         num_updates,

@@ -15,11 +15,19 @@ would let an agent commit B times its wealth (wealth 1, B = 64: it paid 1 in eac
 episode and ended at −63). Instead each bid is capped at an equal share, 1/B, of the
 agent's bid budget (its positive wealth, less the most rent it can owe this step):
 whatever it wins, it pays at most its own bid in each episode, so no account is
-ever overdrawn by bids, whatever B. (Scaling all of an agent's bids so that their
-sum fits the budget was tried too: it needs a second reduction over the [B, N]
-bids, the other way round from the auction's, and cost 20% of the market's
-throughput; the equal share is one elementwise ``min``.) Only the world's negative
-rewards can take wealth below zero; an agent without positive wealth cannot bid.
+ever overdrawn by bids, whatever B. Only the world's negative rewards can take
+wealth below zero; an agent without positive wealth cannot bid. With
+``budget_rule="scale"`` (``ledger.scaled_commitment``) all of an agent's bids are
+scaled by one factor so that their sum fits the budget instead: the same bound,
+and the bids keep their ratios across episodes, at the price of a second
+reduction over the [B, N] bids, the other way round from the auction's (0.34× the
+raw env against 0.50× for the equal share, one elementwise ``min``; the default).
+
+**The bid target.** The payoff stream a holder is paid is the next buyer's price,
+a budgeted bid; ``bid_target="value"`` instead reports (for learning only) what the
+next owner's unbudgeted bid says the stream is worth, so capped prices do not cap
+the values agents learn (docs/deep_market.md, "CartPole: the price of binding
+money"). Payments are the same under both.
 """
 
 from __future__ import annotations
@@ -37,12 +45,14 @@ from marketjax.envs.gymnax_adapter import BatchedEnv, EpisodeStats, track_episod
 from marketjax.learners.base import Experience
 from marketjax.markets.ledger import (
     BUDGET_HEADROOM,  # noqa: F401  (re-exported: the rule lives in the ledger)
+    BUDGET_RULES,
     RENT_BASES,
     Books,
     bid_budget,
     episode_share,
     living_rent,
     rent_due,
+    scaled_commitment,
     transfer,
 )
 from marketjax.mechanisms.auctions import rank_bids
@@ -85,20 +95,29 @@ class StepRecord(NamedTuple):
     done: jax.Array  # bool[B], the episode ended at this step
     completed_return_sum: jax.Array  # f32[], returns of episodes ended this step
     completed_count: jax.Array  # f32[]
+    value_credit: jax.Array | None = None  # f32[B], credit at unbudgeted bids
+    action: jax.Array | None = None  # i32[B], action taken (qnet: its Q output)
 
 
-def budgeted_bids(raw: jax.Array, budget: jax.Array) -> jax.Array:
+BID_TARGETS = ("price", "value")  # what a holder's bid regresses on (above)
+
+
+def budgeted_bids(raw: jax.Array, budget: jax.Array, rule: str = "share") -> jax.Array:
     """Caps every bid at an equal share of its bidder's budget: min(raw, budget/B).
 
     Args:
       raw: f32[B, N] raw bids of N agents in B episodes.
       budget: f32[N] >= 0, what each agent may commit this step in all B.
+      rule: ``"share"`` (the cap above) or ``"scale"``
+        (``ledger.scaled_commitment``: one factor per agent).
 
     Returns:
       f32[B, N]; whatever an agent wins, its payments (each at most its own bid)
       sum to at most its budget. Negative bids (the bidder is paid to take the
       right) commit nothing and pass unchanged.
     """
+    if rule == "scale":
+        return scaled_commitment(raw, budget)
     return jnp.minimum(raw, episode_share(budget, raw.shape[0])[None, :])
 
 
@@ -117,8 +136,14 @@ class DeepMarket:
         rent_rule: str = "proportional",
         rent_on: str = "owners",
         reserve: float = 0.0,
+        budget_rule: str = "share",
+        bid_target: str = "price",
     ):
         check_rule(rule)
+        if budget_rule not in BUDGET_RULES:
+            raise ValueError(f"unknown budget rule {budget_rule!r}; {BUDGET_RULES}")
+        if bid_target not in BID_TARGETS:
+            raise ValueError(f"unknown bid target {bid_target!r}; {BID_TARGETS}")
         if not reserve >= 0.0:
             raise ValueError(f"reserve price must be >= 0; got {reserve}")
         if rent_on not in RENT_BASES:
@@ -134,6 +159,8 @@ class DeepMarket:
         self.rent_rule = rent_rule
         self.rent_on = rent_on
         self.reserve = float(reserve)  # the bank's reserve price (0: none)
+        self.budget_rule = budget_rule
+        self.bid_target = bid_target
 
     def init(self, key: jax.Array, population: Population) -> DeepMarketState:
         obs, env_state = self.env.reset(key)
@@ -154,7 +181,8 @@ class DeepMarket:
     def capped_bids(self, population: Population, obs: jax.Array, rent: jax.Array):
         """Budgeted bids f32[B, N], validity bool[B, N] and raw bids f32[B, N]."""
         raw = population_bids(self.family, population.params, obs)
-        bids = budgeted_bids(raw, self.bid_budget(population.wealth, rent))
+        budget = self.bid_budget(population.wealth, rent)
+        bids = budgeted_bids(raw, budget, self.budget_rule)
         valid = (population.alive & (population.wealth > 0.0))[None, :]
         return bids, jnp.broadcast_to(valid, bids.shape), raw
 
@@ -186,7 +214,13 @@ class DeepMarket:
 
         Returns ``(winner i32[B], top f32[B], Payment, capped bool[B])``.
         """
-        bids, valid, _ = self.capped_bids(population, obs, params.rent)
+        return self.auction_values(key, population, obs, params, bank_sells)[:4]
+
+    def auction_values(self, key, population, obs, params, bank_sells=None):
+        """:meth:`auction`, plus the seller's credit at the unbudgeted bids, f32[B]
+        (``bid_target="value"``; the budgeted credit otherwise), and bool[B]: the
+        exploration lottery chose the winner."""
+        bids, valid, raw = self.capped_bids(population, obs, params.rent)
         at_reserve = self.reserve > 0.0 and bank_sells is not None
         if at_reserve:
             valid = valid & (~bank_sells[:, None] | (bids >= self.reserve))
@@ -204,24 +238,35 @@ class DeepMarket:
             use_lottery = use_lottery & (~bank_sells | (lottery_bid >= self.reserve))
         winner = jnp.where(use_lottery, lottery, ranking.winner)
         own = jnp.where(use_lottery, lottery_bid, ranking.top)
-        # A capped winner bid its share exactly: compare with the share itself.
+        safe = jnp.maximum(winner, 0)
         share = episode_share(
             self.bid_budget(population.wealth, params.rent), bids.shape[0]
         )
-        capped = own >= share[jnp.maximum(winner, 0)]
+        if self.budget_rule == "scale":  # the winner's bid was scaled down
+            capped = jnp.take_along_axis(raw, safe[:, None], -1)[:, 0] > own
+        else:  # a capped winner bid its share exactly: compare with the share
+            capped = own >= share[safe]
         pay = payment(self.rule, ranking.top, ranking.second, own)
+        value = pay.credit
+        if self.bid_target == "value":
+            raw_rank = rank_bids(raw, valid)
+            raw_own = jnp.take_along_axis(raw, safe[:, None], axis=-1)[:, 0]
+            value = payment(self.rule, raw_rank.top, raw_rank.second, raw_own).credit
         if at_reserve:  # own >= reserve wherever the bank sells to somebody
             floor = jnp.where(bank_sells, self.reserve, -jnp.inf)
             pay = pay._replace(
                 paid=jnp.maximum(pay.paid, floor),
                 credit=jnp.maximum(pay.credit, floor),
             )
+            value = jnp.maximum(value, floor)
         nobody = winner < 0
         pay = pay._replace(
             paid=jnp.where(nobody, 0.0, pay.paid),
             credit=jnp.where(nobody, 0.0, pay.credit),
         )
-        return winner, ranking.top, pay, capped & ~nobody
+        value = jnp.where(nobody, 0.0, value)
+        explored = use_lottery & ~nobody
+        return winner, ranking.top, pay, capped & ~nobody, value, explored
 
     def step(
         self, key: jax.Array, state: DeepMarketState, params: DeepMarketParams
@@ -230,7 +275,7 @@ class DeepMarket:
         k_auction, k_act, k_random, k_env = jax.random.split(key, 4)
         pop = state.population
         n = pop.size
-        winner, top, pay, capped = self.auction(
+        winner, top, pay, capped, value, explored = self.auction_values(
             k_auction, pop, state.obs, params, state.owner < 0
         )
         action = winner_actions(k_act, self.family, pop.params, winner, state.obs)
@@ -242,10 +287,14 @@ class DeepMarket:
 
         # The bank acts (uniformly at random) only where nobody could bid: skip
         # the draw when no episode needs it.
+        # A program that reads its own values (qnet) explores by acting at random
+        # where the lottery handed it the right (ε-greedy, as in PQN).
+        by_values = self.family.values is not None
+        at_random = (winner < 0) | explored if by_values else winner < 0
         random_action = jax.lax.cond(
-            jnp.any(winner < 0), draw_random_action, lambda: jnp.zeros_like(winner)
+            jnp.any(at_random), draw_random_action, lambda: jnp.zeros_like(winner)
         )
-        action = jnp.where(winner >= 0, action, random_action)
+        action = jnp.where(at_random, random_action, action)
         obs, env_state, reward, done, _ = self.env.step(k_env, state.env_state, action)
 
         # Settlement: account n is the bank. Buyer pays, seller gets γ·credit, the
@@ -294,6 +343,8 @@ class DeepMarket:
             done,
             ret_sum,
             ret_count,
+            value if self.bid_target == "value" else None,
+            action if by_values else None,
         )
         return new_state, record
 
@@ -317,16 +368,21 @@ class DeepMarket:
         observation, without exploration.
         """
         greedy = params.replace(explore=jnp.zeros_like(params.explore))
-        _, _, last, _ = self.auction(
+        _, _, last, _, last_value, _ = self.auction_values(
             key, state.population, state.obs, greedy, state.owner < 0
         )
-        credit_next = jnp.concatenate([rec.credit[1:], last.credit[None]], axis=0)
+        if self.bid_target == "value":
+            credit = jnp.concatenate([rec.value_credit[1:], last_value[None]], 0)
+        else:
+            credit = jnp.concatenate([rec.credit[1:], last.credit[None]], axis=0)
         return Experience(
             obs=rec.obs,
             owner=rec.winner[..., None],
-            output=jnp.zeros_like(rec.winner)[..., None],
+            output=(jnp.zeros_like(rec.winner) if rec.action is None else rec.action)[
+                ..., None
+            ],
             reward=rec.reward[..., None],
-            credit_next=credit_next[..., None],
+            credit_next=credit[..., None],
             done=rec.done,
         )
 

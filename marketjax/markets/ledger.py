@@ -34,6 +34,7 @@ from flax import struct
 RENT_RULES = ("proportional", "flat")
 BUDGET_HEADROOM = 1e-4  # share of the budget kept back from bids (float32 rounding)
 RENT_BASES = ("owners", "all")  # who pays rent: holders of rights, or every agent
+BUDGET_RULES = ("share", "scale")  # how B episodes split one budget (below)
 
 
 def transfer(accounts: jax.Array, amounts: jax.Array, num_agents: int) -> jax.Array:
@@ -112,6 +113,25 @@ def episode_share(budget: jax.Array, num_episodes: int) -> jax.Array:
     """f32[N]: an agent's commitment cap in ONE of B episodes, an equal 1/B share of
     its budget (less :data:`BUDGET_HEADROOM`), so B episodes never overdraw it."""
     return budget * (1.0 - BUDGET_HEADROOM) / num_episodes
+
+
+def scaled_commitment(raw: jax.Array, budget: jax.Array) -> jax.Array:
+    """f32[B, N]: every positive bid of an agent scaled by one factor
+    ``min(1, budget·(1 − headroom) / Σ_b max(raw_b, 0))`` (budget rule ``scale``).
+
+    The agent's total commitment over the B episodes, hence what it can pay
+    whatever it wins, is at most its budget; unlike :func:`episode_share` the
+    ratios of its bids across episodes (the state-dependence of its values) are
+    kept. Negative bids commit nothing and pass unchanged.
+
+    Args:
+      raw: f32[B, N] raw bids.
+      budget: f32[N] >= 0.
+    """
+    committed = jnp.sum(jnp.maximum(raw, 0.0), axis=0)  # f32[N]
+    room = budget * (1.0 - BUDGET_HEADROOM)
+    factor = jnp.where(committed > room, room / jnp.maximum(committed, 1e-30), 1.0)
+    return jnp.where(raw > 0.0, raw * factor[None, :], raw)
 
 
 def living_rent(

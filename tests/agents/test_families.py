@@ -105,3 +105,28 @@ def test_deep_config_norm_reaches_the_bid_networks():
     )
     assert any("RMSNorm_0" in n for n in names)
     assert not any("LayerNorm_0" in n for n in names)
+
+
+def test_a_qnet_program_bids_its_best_value_and_acts_by_it():
+    # No hidden layer: values = obs @ K + b, K = [[1, 0, 2], [0, 1, -1]],
+    # b = (0, 0.5, 0). obs (1, 1): values (1, 1.5, 1), bid 1.5, action 1;
+    # obs (2, 0): values (2, 0.5, 4), bid 4, action 2.
+    family = make_family("qnet", 2, 3, hidden=())
+    params = family.init(jax.random.key(0))
+    params["bid"] = {
+        "params": {
+            "Dense_0": {
+                "kernel": jnp.array([[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]]),
+                "bias": jnp.array([0.0, 0.5, 0.0]),
+            }
+        }
+    }
+    key = jax.random.key(1)
+    for obs, bid, action in [((1.0, 1.0), 1.5, 1), ((2.0, 0.0), 4.0, 2)]:
+        obs = jnp.array(obs)
+        assert float(family.bid(params, obs)) == bid
+        assert int(family.act(key, params, obs)) == action
+    np.testing.assert_allclose(
+        family.values(params, jnp.array([1.0, 1.0])), [1, 1.5, 1]
+    )
+    assert not family.constant_action

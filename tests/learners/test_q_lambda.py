@@ -119,3 +119,55 @@ def test_sliced_minibatches_give_the_same_update(monkeypatch):
     np.testing.assert_allclose(sliced_loss, whole_loss, rtol=1e-5)
     moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), whole, sliced)
     assert max(jax.tree.leaves(moved)) < 1e-6
+
+
+def test_a_qnet_program_learns_only_the_value_of_the_action_it_took():
+    # Two qnet programs without hidden layers (values = obs @ K + b, one column
+    # per action). Agent 0 held every sample but one and took action 1 in each;
+    # agent 1 held one sample and took action 0; nobody held the last. After one
+    # Adam step only the taken columns move: agent 0's action-0 column and
+    # agent 1's action-1 column are exactly unchanged (zero gradient).
+    from marketjax.agents.families import make_family
+    from marketjax.agents.population import init_population
+    from marketjax.learners.base import Experience
+    from marketjax.learners.q_lambda import q_lambda
+
+    family = make_family("qnet", 4, 2, hidden=())
+    pop = init_population(jax.random.key(0), family, 2, 100.0)
+    learner = q_lambda(
+        lambda p, obs: family.values({"bid": p}, obs),
+        lambda params: params["bid"],
+        lambda params, bid: {**params, "bid": bid},
+        num_updates=1,
+        epochs=1,
+        minibatches=1,
+        capacity_factor=2.0,
+        anneal_lr=False,
+    )
+    t, b = 2, 3
+    owner = jnp.zeros((t, b, 1), jnp.int32).at[1, 0, 0].set(1).at[1, 2, 0].set(-1)
+    output = jnp.where(owner == 1, 0, 1)
+    exp = Experience(
+        obs=jax.random.normal(jax.random.key(1), (t, b, 4)),
+        owner=owner,
+        output=output,
+        reward=jnp.ones((t, b, 1)),
+        credit_next=jnp.full((t, b, 1), 50.0),
+        done=jnp.zeros((t, b), bool),
+    )
+    params = {"lr": 0.01, "max_grad_norm": 10.0, "gamma": 0.99, "td_lambda": 0.9}
+    out = learner.update(
+        jax.random.key(2),
+        learner.init(pop),
+        pop,
+        exp,
+        jax.tree.map(jnp.float32, params),
+    )
+    before = pop.params["bid"]["params"]["Dense_0"]
+    after = out.population.params["bid"]["params"]["Dense_0"]
+    for agent, untouched, taken in [(0, 0, 1), (1, 1, 0)]:
+        for name in ("kernel", "bias"):
+            old = before[name][agent][..., untouched]
+            np.testing.assert_array_equal(after[name][agent][..., untouched], old)
+            moved = after[name][agent][..., taken] - before[name][agent][..., taken]
+            assert float(jnp.min(jnp.abs(moved))) > 0.0

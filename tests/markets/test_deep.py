@@ -17,11 +17,11 @@ from marketjax.markets.deep import DeepMarket, DeepMarketParams
 from marketjax.markets.ledger import books_imbalance
 
 
-def _constant_bid_market(bids, wealth, rule, num_envs=2, reserve=0.0):
+def _constant_bid_market(bids, wealth, rule, num_envs=2, reserve=0.0, **kwargs):
     """A market of linear agents whose bids ignore the observation."""
     env = BatchedEnv("CartPole-v1", num_envs)
     family = make_family("linear", env.spec.obs_dim, env.spec.num_actions)
-    market = DeepMarket(env, family, rule, reserve=reserve)
+    market = DeepMarket(env, family, rule, reserve=reserve, **kwargs)
     pop = init_population(jax.random.key(0), family, len(bids), 0.0)
     params = dict(pop.params)
     params["bid"] = {
@@ -134,12 +134,15 @@ def test_a_reserve_price_keeps_the_books_and_the_bank_acts_where_nobody_meets_it
     assert float(books_imbalance(s1.books, s1.population.wealth)) < 1e-6
 
 
-def test_the_minus_63_case_ends_at_or_above_zero():
+@pytest.mark.parametrize("budget_rule", ["share", "scale"])
+def test_the_minus_63_case_ends_at_or_above_zero(budget_rule):
     """B = 64 episodes, bucket brigade, wealths (1, 1), bids (5, 0.1): a
-    per-episode cap let agent 0 pay 1 in each episode and end at -63."""
+    per-episode cap let agent 0 pay 1 in each episode and end at -63. (Under
+    ``scale`` both agents' 64 bids are scaled to 1/64 each: a tie, agent 0 wins
+    all 64 and pays its whole budget.)"""
     env = BatchedEnv("Catch-bsuite", 64)
     family = make_family("linear", env.spec.obs_dim, env.spec.num_actions)
-    market = DeepMarket(env, family, "bucket_brigade")
+    market = DeepMarket(env, family, "bucket_brigade", budget_rule=budget_rule)
     pop = init_population(jax.random.key(0), family, 2, 1.0)
     bid = {"w": jnp.zeros_like(pop.params["bid"]["w"]), "c": jnp.array([5.0, 0.1])}
     pop = pop.replace(params={**pop.params, "bid": bid})
@@ -149,14 +152,23 @@ def test_the_minus_63_case_ends_at_or_above_zero():
     np.testing.assert_allclose(jnp.sum(rec.paid), 1.0, rtol=2e-4)  # all it had
 
 
-@pytest.mark.parametrize("rule", ["bucket_brigade", "vickrey", "credit_conserving"])
+@pytest.mark.parametrize(
+    ("rule", "budget_rule"),
+    [
+        ("bucket_brigade", "share"),
+        ("vickrey", "share"),
+        ("credit_conserving", "share"),
+        ("bucket_brigade", "scale"),
+        ("vickrey", "scale"),
+    ],
+)
 @pytest.mark.parametrize("rent_rule", ["proportional", "flat"])
-def test_no_account_is_overdrawn_by_bids_at_scale(rule, rent_rule):
+def test_no_account_is_overdrawn_by_bids_at_scale(rule, budget_rule, rent_rule):
     """256 episodes, 16 agents bidding far beyond their wealth, 200 steps: bids
     and rent never take an account below zero (CartPole's rewards are >= 0)."""
     env = BatchedEnv("CartPole-v1", 256)
     family = make_family("linear", env.spec.obs_dim, env.spec.num_actions)
-    market = DeepMarket(env, family, rule, rent_rule)
+    market = DeepMarket(env, family, rule, rent_rule, budget_rule=budget_rule)
     pop = init_population(jax.random.key(0), family, 16, 1.0)
     bid = {
         "w": jax.random.normal(jax.random.key(5), pop.params["bid"]["w"].shape),
@@ -325,3 +337,66 @@ def test_forget_hands_replaced_owners_rights_to_the_bank():
         state.replace(owner=jnp.array([-1, -1], jnp.int32)), jnp.ones((3,), bool)
     )
     np.testing.assert_array_equal(bank_owned.owner, [-1, -1])
+
+
+def test_a_value_target_reports_the_unbudgeted_top_bid_and_pays_the_budgeted():
+    # Bids (5, 3), wealth (0.5, 2), two episodes: budgeted bids (0.25, 1), agent 1
+    # wins and pays 0.25 (Vickrey); the seller is credited the budgeted top 1.0,
+    # while the value the learner sees is the unbudgeted top bid, 5.
+    market, state = _constant_bid_market(
+        [5.0, 3.0], [0.5, 2.0], "vickrey", bid_target="value"
+    )
+    winner, _, pay, capped, value, explored = market.auction_values(
+        jax.random.key(0), state.population, state.obs, _params()
+    )
+    np.testing.assert_array_equal(winner, [1, 1])
+    np.testing.assert_allclose(pay.paid, [0.25, 0.25], rtol=2e-4)
+    np.testing.assert_allclose(pay.credit, [1.0, 1.0], rtol=2e-4)
+    np.testing.assert_allclose(value, [5.0, 5.0])
+    np.testing.assert_array_equal(capped, [True, True])
+    np.testing.assert_array_equal(explored, [False, False])
+
+
+def _qnet_market(biases, num_envs):
+    """CartPole, qnet agents with no hidden layer and zero weights: agent i's
+    values are the constant ``biases[i]`` (f32[A]) whatever the observation."""
+    env = BatchedEnv("CartPole-v1", num_envs)
+    family = make_family("qnet", env.spec.obs_dim, env.spec.num_actions, hidden=())
+    market = DeepMarket(env, family, "vickrey")
+    pop = init_population(jax.random.key(0), family, len(biases), 1e4)
+    dense = pop.params["bid"]["params"]["Dense_0"]
+    dense = {
+        "kernel": jnp.zeros_like(dense["kernel"]),
+        "bias": jnp.asarray(biases, jnp.float32),
+    }
+    pop = pop.replace(params={**pop.params, "bid": {"params": {"Dense_0": dense}}})
+    return market, market.init(jax.random.key(1), pop)
+
+
+def test_a_qnet_winner_acts_by_its_own_values_and_explorers_act_at_random():
+    # Agent 0 values (10, 20): bids 20, acts 1. Agent 1 values (5, 15): bids 15,
+    # acts 1 too. Greedy, agent 0 wins every episode and every action is 1; the
+    # learner regresses the output of the action taken, and the bootstrap credit
+    # of the last step is the next auction's top bid (20).
+    market, state = _qnet_market([[10.0, 20.0], [5.0, 15.0]], 256)
+
+    def run(explore):
+        def body(s, k):
+            return market.step(k, s, _params(explore=explore))
+
+        keys = jax.random.split(jax.random.key(2), 3)
+        final, rec = jax.lax.scan(body, state, keys)
+        return final, rec
+
+    final, rec = run(0.0)
+    np.testing.assert_array_equal(rec.winner, 0)
+    np.testing.assert_array_equal(rec.action, 1)
+    np.testing.assert_allclose(rec.top_bid, 20.0)
+    exp = market.experience(jax.random.key(3), final, rec, _params())
+    np.testing.assert_array_equal(exp.output[..., 0], rec.action)
+    np.testing.assert_allclose(exp.credit_next[-1], 20.0)
+    # Every right handed out by the lottery: the explorer acts uniformly at random
+    # (about half the actions are 0, which neither program would choose).
+    _, rec = run(1.0)
+    share = float(jnp.mean((rec.action == 0).astype(jnp.float32)))
+    assert 0.4 < share < 0.6

@@ -7,7 +7,12 @@ import pytest
 from marketjax.core.axes import leaf_axes
 from marketjax.markets.deep import DeepMarketState
 from marketjax.markets.diagnostics import gini, ownership_diagnostics
-from marketjax.markets.ledger import rent_due, transfer
+from marketjax.markets.ledger import (
+    BUDGET_HEADROOM,
+    rent_due,
+    scaled_commitment,
+    transfer,
+)
 
 
 def test_proportional_rent_drains_a_sole_owner_as_one_minus_eps_to_the_t():
@@ -64,3 +69,18 @@ def test_market_state_fields_name_their_axes():
     assert axes["obs"] == ("B", "D")
     assert axes["owner"] == ("B",)
     assert axes["population.wealth"] == ("N",)
+
+
+def test_scaled_commitment_scales_each_agents_positive_bids_by_one_factor():
+    # B = 2 episodes, N = 3 agents. Agent 0 commits 4 + 2 = 6 > budget 3: both bids
+    # halved (ratio 2:1 kept). Agent 1 commits 2 <= 10: unchanged. Agent 2 commits
+    # only its positive bid, 3 > 1.5: halved; its negative bid passes unchanged.
+    raw = jnp.array([[4.0, 1.0, -2.0], [2.0, 1.0, 3.0]])
+    budget = jnp.array([3.0, 10.0, 1.5])
+    out = scaled_commitment(raw, budget)
+    h = 1.0 - BUDGET_HEADROOM
+    np.testing.assert_allclose(
+        out, [[2.0 * h, 1.0, -2.0], [1.0 * h, 1.0, 1.5 * h]], rtol=1e-6
+    )
+    committed = jnp.sum(jnp.maximum(out, 0.0), axis=0)
+    assert bool(jnp.all(committed <= budget))
