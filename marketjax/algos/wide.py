@@ -38,6 +38,8 @@ from marketjax.markets.wide import (
 from marketjax.markets.wide_clear import BUDGETS, VALUATIONS
 from marketjax.mechanisms.quadratic_equ import coupling_bounds
 
+MAX_JOINT_ACTIONS = 4096  # wide.joint_action: outputs of the joint head, A^G
+
 
 @dataclasses.dataclass(frozen=True)
 class WideConfig(MarketConfig):
@@ -74,9 +76,26 @@ class WideConfig(MarketConfig):
         1e-4, lo=0.0, lo_open=True, hi=1.0, doc="Equ's relative excess-demand tol"
     )
     equ_max_iters: int = field(50, lo=1, hi=100_000, doc="Equ's iteration cap")
+    joint_action: bool = field(
+        False,
+        doc="agents also value every joint action of all G goods (A^G outputs) and "
+        "act with it where they control every good of an episode",
+    )
 
     def validate(self, config: TrainConfig) -> None:
         self.check_common(config, "wide")
+        if self.joint_action:
+            from marketjax.envs.gymnax_adapter import env_spec, make_gymnax
+
+            env, _ = make_gymnax(config.env)
+            goods = int(getattr(env, "num_factors", 1))
+            default = env_spec(config.env).num_actions
+            actions = int(getattr(env, "factor_actions", default))
+            if actions**goods > MAX_JOINT_ACTIONS:
+                raise ConfigError(
+                    f"'wide.joint_action' needs {actions}^{goods} = {actions**goods} "
+                    f"joint outputs on {config.env}; at most {MAX_JOINT_ACTIONS}"
+                )
         if self.valuation == "coupled":
             from marketjax.envs.gymnax_adapter import make_gymnax
 
@@ -141,7 +160,13 @@ def build_market(config: TrainConfig, num_envs: int) -> WideMarket:
     env = BatchedEnv(config.env, num_envs)
     num_goods, num_actions = factors(env)
     nets = make_q_networks(
-        env.spec.obs_dim, num_goods, num_actions, wc.hidden, wc.layer_norm, wc.norm
+        env.spec.obs_dim,
+        num_goods,
+        num_actions,
+        wc.hidden,
+        wc.layer_norm,
+        wc.norm,
+        wc.joint_action,
     )
     return WideMarket(
         env,
@@ -174,7 +199,7 @@ def make_trainer(config: TrainConfig) -> Trainer:
     learner = market_learner(
         wc,
         family,
-        lambda p, obs: nets.apply(p, obs).reshape(-1),
+        lambda p, obs: nets.values(p, obs),  # f32[G·A (+ A^G)], flat
         lambda params: params,
         lambda params, new: new,
         num_updates,

@@ -58,6 +58,7 @@ from marketjax.markets.wide_clear import (
     cap_bids,
     clear,
     exercise,
+    sole_controller,
 )
 from marketjax.mechanisms.quadratic_equ import solve_batch
 
@@ -131,10 +132,17 @@ class WideStepRecord(NamedTuple):
 
 
 class QNetworks(NamedTuple):
-    """An agent family for the wide market: ω -> Q f32[G, A] (for ONE agent)."""
+    """An agent family for the wide market: ω -> Q f32[G, A] (for ONE agent).
+
+    With a joint head (``wide.joint_action``) the network also values every joint
+    action of the whole bundle, ``Q_J f32[A^G]``, used when the agent controls every
+    good of an episode (``markets/wide.py``, "joint action").
+    """
 
     init: Any  # key -> params
     apply: Any  # (params, obs f32[D]) -> f32[G, A]
+    values: Any = None  # (params, obs f32[D]) -> f32[G·A + J], every output, flat
+    joint_actions: int = 0  # J = A^G with a joint head, else 0
 
 
 def make_q_networks(
@@ -144,15 +152,35 @@ def make_q_networks(
     hidden,
     layer_norm: bool,
     norm: str = "layer",
+    joint: bool = False,
 ) -> QNetworks:
-    """An MLP from the observation to a Q-value per (good, action)."""
-    net = MLP(tuple(hidden), num_goods * num_actions, layer_norm, norm)
+    """An MLP from the observation to a Q-value per (good, action), and with
+    ``joint`` one per joint action of all G goods (A^G more outputs)."""
+    per_good = num_goods * num_actions
+    joint_actions = num_actions**num_goods if joint else 0
+    net = MLP(tuple(hidden), per_good + joint_actions, layer_norm, norm)
     dummy = jnp.zeros((obs_dim,), jnp.float32)
 
     def apply(params, obs):
-        return net.apply(params, obs).reshape(num_goods, num_actions)
+        return net.apply(params, obs)[..., :per_good].reshape(num_goods, num_actions)
 
-    return QNetworks(lambda key: net.init(key, dummy), apply)
+    return QNetworks(lambda key: net.init(key, dummy), apply, net.apply, joint_actions)
+
+
+def joint_index(action: jax.Array, num_actions: int) -> jax.Array:
+    """i32[...]: the joint action's index Σ_g a_g·A^g, from actions i32[..., G]."""
+    g = action.shape[-1]
+    radix = num_actions ** jnp.arange(g, dtype=jnp.int32)
+    radix = radix.reshape((1,) * (action.ndim - 1) + (g,))
+    return jnp.sum(action * radix, axis=-1).astype(jnp.int32)
+
+
+def joint_decode(index: jax.Array, num_goods: int, num_actions: int) -> jax.Array:
+    """i32[..., G]: the per-good actions of joint indices i32[...] (inverse of
+    :func:`joint_index`)."""
+    radix = num_actions ** jnp.arange(num_goods, dtype=jnp.int32)
+    radix = radix.reshape((1,) * index.ndim + (num_goods,))
+    return ((index[..., None] // radix) % num_actions).astype(jnp.int32)
 
 
 def factors(env: BatchedEnv) -> tuple[int, int]:
@@ -237,6 +265,18 @@ class WideMarket:
         per_agent = jax.vmap(jax.vmap(self.nets.apply, (None, 0)), (0, None))
         return jnp.moveaxis(per_agent(params, obs), 0, 1)
 
+    def q_and_joint(self, params: Any, obs: jax.Array):
+        """``(Q f32[B, N, G, A], joint proposals i32[B, N, G] or None)``: the joint
+        head's greedy joint action, decoded per good, when the agents have one."""
+        if not self.nets.joint_actions:
+            return self.q_values(params, obs), None
+        per_agent = jax.vmap(jax.vmap(self.nets.values, (None, 0)), (0, None))
+        out = jnp.moveaxis(per_agent(params, obs), 0, 1)  # [B, N, G·A + J]
+        g, a = self.num_goods, self.num_actions
+        q = out[..., : g * a].reshape((*out.shape[:2], g, a))
+        best = jnp.argmax(out[..., g * a :], axis=-1)  # [B, N]
+        return q, joint_decode(best, g, a)
+
     def room(self, wealth: jax.Array, params: WideMarketParams) -> jax.Array:
         """f32[N]: what an agent's valuation may reach in one episode."""
         if self.budget == "per_episode":
@@ -296,13 +336,19 @@ class WideMarket:
         """One step of every episode: value, clear, exercise, env step, settle."""
         k_act, k_env = jax.random.split(key)
         pop = state.population
-        q = self.q_values(pop.params, state.obs)
+        q, joint = self.q_and_joint(pop.params, state.obs)
         _, price, alloc, converged, iters, residual, capped = self.equilibrium(
             pop, q, params, state.prices
         )
         proposals = jnp.argmax(q, axis=-1).astype(jnp.int32)  # [B, N, G]
         controller, action, _ = exercise(
-            k_act, alloc, proposals, params.explore, self.num_actions, self.proportional
+            k_act,
+            alloc,
+            proposals,
+            params.explore,
+            self.num_actions,
+            self.proportional,
+            joint,
         )
         obs, env_state, reward, done, info = self.env.step(
             k_env, state.env_state, self.encode(action)
@@ -367,12 +413,27 @@ class WideMarket:
         last_price = self.equilibrium(pop, q_last, params, state.prices)[1]
         price_next = jnp.concatenate([rec.price[1:], last_price[None]], axis=0)
         goods = jnp.arange(self.num_goods, dtype=jnp.int32)
+        owner = rec.controller
+        output = goods[None, None, :] * self.num_actions + rec.action
+        reward, credit = rec.factor_reward, price_next
+        if self.nets.joint_actions:
+            # One more stream: the whole bundle, held where one agent controlled
+            # every good, valued by the joint head at the joint action taken.
+            sole = sole_controller(rec.controller)  # [T, B]
+            per_good = self.num_goods * self.num_actions
+            owner = jnp.concatenate([owner, sole[..., None]], axis=-1)
+            taken = per_good + joint_index(rec.action, self.num_actions)
+            output = jnp.concatenate([output, taken[..., None]], axis=-1)
+            reward = jnp.concatenate(
+                [reward, jnp.sum(reward, -1, keepdims=True)], axis=-1
+            )
+            credit = jnp.concatenate([credit, jnp.sum(credit, -1, keepdims=True)], -1)
         return Experience(
             obs=rec.obs,
-            owner=rec.controller,
-            output=goods[None, None, :] * self.num_actions + rec.action,
-            reward=rec.factor_reward,
-            credit_next=price_next,
+            owner=owner,
+            output=output,
+            reward=reward,
+            credit_next=credit,
             done=rec.done,
         )
 

@@ -149,6 +149,14 @@ def draw_controllers(
     return jnp.minimum(idx, last).astype(jnp.int32)
 
 
+def sole_controller(controller: jax.Array) -> jax.Array:
+    """i32[...]: the agent that controls every good (controller i32[..., G]), or -1
+    where two or more agents share the goods' control."""
+    first = controller[..., 0]
+    alone = jnp.all(controller == first[..., None], axis=-1)
+    return jnp.where(alone, first, -1).astype(jnp.int32)
+
+
 def exercise(
     key: jax.Array,
     holdings: jax.Array,
@@ -156,12 +164,16 @@ def exercise(
     explore: jax.Array,
     num_actions: int,
     proportional: bool = True,
+    joint_proposals: jax.Array | None = None,
 ):
     """Forms the world's factored action from the allocation (property rights).
 
     The action on good g is the one proposed for g by its controller, a holder of
     g; with probability ``explore`` the controller explores (a uniform action on g).
-    No agent's proposal for a good it does not hold can reach the world.
+    No agent's proposal for a good it does not hold can reach the world. Where one
+    agent controls every good of an episode and ``joint_proposals`` are given, its
+    joint proposal (the greedy action of its joint head) acts on all of them: it
+    still acts only on goods it holds.
 
     Args:
       key: typed PRNG key.
@@ -170,6 +182,7 @@ def exercise(
       explore: f32[] ε of the controller's ε-greedy choice.
       num_actions: actions per good.
       proportional: see :func:`draw_controllers`.
+      joint_proposals: i32[B, N, G] every agent's joint action, or None.
 
     Returns:
       ``(controller i32[B, G], action i32[B, G], explored bool[B, G])``.
@@ -177,6 +190,12 @@ def exercise(
     k_control, k_coin, k_random = jax.random.split(key, 3)
     controller = draw_controllers(k_control, holdings, proportional)
     chosen = jnp.take_along_axis(proposals, controller[:, None, :], axis=1)[:, 0]
+    if joint_proposals is not None:
+        sole = sole_controller(controller)  # [B]
+        own = jnp.take_along_axis(
+            joint_proposals, jnp.maximum(sole, 0)[:, None, None], axis=1
+        )[:, 0]
+        chosen = jnp.where((sole >= 0)[:, None], own, chosen)
     explored = jax.random.uniform(k_coin, chosen.shape) < explore
     random = jax.random.randint(k_random, chosen.shape, 0, num_actions)
     action = jnp.where(explored, random, chosen).astype(jnp.int32)
