@@ -122,7 +122,7 @@ class Transition(NamedTuple):
     reward: jax.Array  # f32[T, B]
     done: jax.Array  # bool[T, B]
     truncated: jax.Array  # f32[T, B] 1 if cut by the time limit (not terminated)
-    prev_final_value: jax.Array  # f32[T, B] V(final_obs[t - 1]) (row 0: unused)
+    final_obs: jax.Array  # f32[T, B, obs_dim] last observation of ended episodes
 
 
 class Batch(NamedTuple):
@@ -221,31 +221,10 @@ def make_trainer(config: TrainConfig) -> Trainer:
             key=key,
         )
 
-    def apply_with_final(params, obs, prev_final_obs):
-        """``(policy_out, log_std, value)`` of ``obs`` f32[B, D] and, in the same
-        forward pass, V of the previous step's final observations f32[B, D] (the
-        truncation bootstrap; f32[B], zeros without it).
-
-        Stacked as [2, B, D] (the B axis stays where episode sharding puts it),
-        the pass costs about what [B, D] alone does at CartPole's sizes, where a
-        separate pass over all T·B final observations after the rollout was ~2%
-        of an update (issue 17).
-        """
-        if not cfg.bootstrap_truncation:
-            policy_out, log_std, value = network.apply(params, obs)
-            return policy_out, log_std, value, jnp.zeros_like(value)
-        policy_out, log_std, value = network.apply(
-            params, jnp.stack([obs, prev_final_obs])
-        )
-        log_std = None if log_std is None else log_std[0]
-        return policy_out[0], log_std, value[0], value[1]
-
     def env_step(params, carry, step_key):
-        env_state, obs, stats, prev_final_obs = carry
+        env_state, obs, stats = carry
         act_key, env_key = jax.random.split(step_key)
-        policy_out, log_std, value, prev_final_value = apply_with_final(
-            params, obs, prev_final_obs
-        )
+        policy_out, log_std, value = network.apply(params, obs)
         action, log_prob = sample(act_key, policy_out, log_std)
         env_action = action
         if not spec.discrete:
@@ -265,22 +244,19 @@ def make_trainer(config: TrainConfig) -> Trainer:
             reward=reward,
             done=done,
             truncated=jnp.logical_and(cut, done).astype(jnp.float32),
-            prev_final_value=prev_final_value,
+            final_obs=info["final_observation"],
         )
-        carry = (env_state, next_obs, stats, info["final_observation"])
-        return carry, (transition, ret_sum, count)
+        return (env_state, next_obs, stats), (transition, ret_sum, count)
 
-    def advantages(params, traj: Transition, last_obs, last_final_obs, p):
-        _, _, last_value, last_final_value = apply_with_final(
-            params, last_obs, last_final_obs
-        )
+    def advantages(params, traj: Transition, last_obs, p):
+        _, _, last_value = network.apply(params, last_obs)
         rewards = traj.reward * p["reward_scale"]
-        if cfg.bootstrap_truncation:  # V(final_obs[t]) came with step t + 1
-            final_value = jnp.concatenate(
-                [traj.prev_final_value[1:], last_final_value[None]]
-            )
+        if cfg.bootstrap_truncation:  # V(final obs) only when some step was cut
             rewards = L.bootstrap_truncated(
-                rewards, traj.truncated, final_value, p["gamma"]
+                rewards,
+                traj.truncated,
+                lambda: network.apply(params, traj.final_obs)[2],
+                p["gamma"],
             )
         return L.gae(
             rewards, traj.value, traj.done, last_value, p["gamma"], p["gae_lambda"]
@@ -354,14 +330,12 @@ def make_trainer(config: TrainConfig) -> Trainer:
 
     def update(state: PPOState, p: dict) -> tuple[PPOState, dict]:
         key, rollout_key, epoch_key = jax.random.split(state.key, 3)
-        # the carry's last slot: the final observations of the previous step (the
-        # first step has none; its V is computed on obs and dropped)
-        (env_state, obs, stats, final_obs), (traj, ret_sums, counts) = jax.lax.scan(
+        (env_state, obs, stats), (traj, ret_sums, counts) = jax.lax.scan(
             lambda c, k: env_step(state.params, c, k),
-            (state.env_state, state.obs, state.stats, state.obs),
+            (state.env_state, state.obs, state.stats),
             jax.random.split(rollout_key, cfg.num_steps),
         )
-        adv, targets = advantages(state.params, traj, obs, final_obs, p)
+        adv, targets = advantages(state.params, traj, obs, p)
         samples = jax.tree.map(
             flatten,
             Batch(traj.obs, traj.action, traj.log_prob, traj.value, adv, targets),
