@@ -22,6 +22,13 @@ updates (ours: the last chunk of 20), the median over seeds.
     .venv/bin/python benchmarks/purejaxrl_side_by_side.py [--seeds 1,3] [--reps 5]
         [--repo /work/.mirror/luchris429+purejaxrl/repo]
 
+Each row also gives the ratio in process CPU time, the 1-minute load average at
+the start and end of the reps and the CPUs the process may use. On a 2-core
+machine XLA:CPU's thread pool can hand the thunks of one execution back and forth
+between its two threads (one context switch per hand-off, ~2x the time of that
+execution); ``taskset -c 1`` before the command (one CPU, one pool thread) runs
+both sides without it (docs/throughput.md, "Own PPO vs purejaxrl").
+
 Prints one JSON object per seed count (and ``{"skipped": why}`` when the fetched
 repository is not there).
 """
@@ -31,6 +38,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -241,18 +249,22 @@ def measure(module, seeds: int, reps: int, chunks: int, overrides=()) -> dict:
         * PUREJAXRL_CONFIG["NUM_ENVS"]
     )
     pj_call(), own_call()  # warm-up
-    pj_rates, own_rates, ratios = [], [], []
+    pj_rates, own_rates, ratios, cpu_ratios = [], [], [], []
     pj_out = own_out = None
+    load_start = os.getloadavg()[0]
     for _ in range(reps):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         pj_out = pj_call()
         pj_rate = seeds * pj_steps / (time.perf_counter() - start)
-        start = time.perf_counter()
+        pj_cpu = seeds * pj_steps / (time.process_time() - cpu)
+        start, cpu = time.perf_counter(), time.process_time()
         own_out = own_call()
         own_rate = seeds * own_steps / (time.perf_counter() - start)
+        own_cpu = seeds * own_steps / (time.process_time() - cpu)
         pj_rates.append(pj_rate)
         own_rates.append(own_rate)
         ratios.append(own_rate / pj_rate)
+        cpu_ratios.append(own_cpu / pj_cpu)
 
     def mmm(xs, digits):
         return [round(min(xs), digits), round(statistics.median(xs), digits),
@@ -268,6 +280,11 @@ def measure(module, seeds: int, reps: int, chunks: int, overrides=()) -> dict:
         "own_overrides": list(overrides),
         "env_steps_per_seed": {"own": own_steps, "purejaxrl": pj_steps},
         "ratio_own_over_purejaxrl_min_median_max": mmm(ratios, 3),
+        # the same ratio in process CPU time (all threads): load from other
+        # processes inflates wall time, not CPU time (docs/throughput.md)
+        "cpu_ratio_own_over_purejaxrl_min_median_max": mmm(cpu_ratios, 3),
+        "loadavg_1m_start_end": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+        "cpus_allowed": len(os.sched_getaffinity(0)),
         "own_env_steps_per_s_min_median_max": mmm(own_rates, 0),
         "purejaxrl_env_steps_per_s_min_median_max": mmm(pj_rates, 0),
         "own_final_return_per_seed": [round(x, 1) for x in own_ret],

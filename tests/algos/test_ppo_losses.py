@@ -110,3 +110,26 @@ def test_ppo_loss_combines_pieces():
     want = parts.policy_loss + 0.5 * parts.value_loss - 0.01 * 0.7
     np.testing.assert_allclose(total, want, rtol=1e-6)
     np.testing.assert_allclose(parts.value_loss, 0.5, rtol=1e-6)
+
+
+def test_bootstrap_truncated_adds_gamma_v_only_at_cut_steps():
+    rewards = jnp.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])  # [T=3, B=2]
+    cut = jnp.zeros((3, 2)).at[1, 0].set(1.0)
+    values = jnp.array([[10.0, 20.0], [30.0, 40.0], [50.0, 60.0]])
+    out = L.bootstrap_truncated(rewards, cut, lambda: values, 0.5)
+    # only step 1 of episode 0 was cut: 3 + 0.5 * 30 = 18
+    np.testing.assert_array_equal(out, [[1.0, 2.0], [18.0, 4.0], [5.0, 6.0]])
+
+
+def test_bootstrap_truncated_skips_the_critic_without_cuts():
+    rewards = jnp.array([[1.0, 2.0], [3.0, 4.0]])
+    nan_values = lambda: jnp.full((2, 2), jnp.nan)
+    # No cut step: the critic is not evaluated (NaN * 0 would poison the sum).
+    skip = jax.jit(lambda r, c: L.bootstrap_truncated(r, c, nan_values, 0.9))
+    out = skip(rewards, jnp.zeros((2, 2)))
+    np.testing.assert_array_equal(out, rewards)
+    # Under vmap over seeds (cond -> select) the same numbers come out.
+    batched = jax.vmap(lambda r, c: L.bootstrap_truncated(r, c, nan_values, 0.9))(
+        jnp.stack([rewards, rewards]), jnp.zeros((2, 2, 2))
+    )
+    np.testing.assert_array_equal(batched, jnp.stack([rewards, rewards]))

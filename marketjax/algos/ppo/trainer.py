@@ -251,9 +251,13 @@ def make_trainer(config: TrainConfig) -> Trainer:
     def advantages(params, traj: Transition, last_obs, p):
         _, _, last_value = network.apply(params, last_obs)
         rewards = traj.reward * p["reward_scale"]
-        if cfg.bootstrap_truncation:
-            _, _, final_value = network.apply(params, traj.final_obs)
-            rewards = rewards + p["gamma"] * final_value * traj.truncated
+        if cfg.bootstrap_truncation:  # V(final obs) only when some step was cut
+            rewards = L.bootstrap_truncated(
+                rewards,
+                traj.truncated,
+                lambda: network.apply(params, traj.final_obs)[2],
+                p["gamma"],
+            )
         return L.gae(
             rewards, traj.value, traj.done, last_value, p["gamma"], p["gae_lambda"]
         )
