@@ -146,3 +146,14 @@ def test_a_step_never_takes_more_than_the_wealth_even_at_a_negative_price():
     delta = settle(price, alloc, held, jnp.zeros((1, 1)), jnp.float32(0.99), 0.0)[0]
     np.testing.assert_allclose(delta, [-0.735, 0.75], rtol=1e-5)
     assert bool(jnp.all(wealth + delta >= 0.0))
+
+
+def test_the_box_bound_takes_a_supply_per_good():
+    """supply f32[G] = (1, 2), q = (100, 100), c = 0.1, room 50 (by hand):
+    A = 2·100²/0.2 = 100,000 and S = 100·1 + 100·2 = 300, so
+    κ = max(sqrt(50/1e5), 50/300) = 1/6."""
+    raw = jnp.full((1, 1, 2), 100.0, jnp.float32)
+    room = jnp.asarray([50.0], jnp.float32)
+    supply = jnp.asarray([1.0, 2.0], jnp.float32)
+    capped = cap_bids(raw, room, jnp.float32(0.1), supply=supply)
+    np.testing.assert_allclose(capped[0, 0], [100.0 / 6, 100.0 / 6], rtol=1e-6)
