@@ -112,7 +112,8 @@ def cap_bids(
     if supply is not None:
         g = bids.shape[-1]
         per_good = jnp.broadcast_to(jnp.asarray(supply, bids.dtype), (g,))  # f32[G]
-        box = jnp.sum(positive * per_good[None, None, :], axis=-1)  # [B, N]
+        per_good = per_good.reshape((1,) * (bids.ndim - 1) + (g,))
+        box = jnp.sum(positive * per_good, axis=-1)  # [B, N]
         bound = jnp.minimum(sup, box)
         scale = jnp.maximum(scale, room / jnp.maximum(box, tiny))
     scale = jnp.where(bound > room, jnp.minimum(scale, 1.0), 1.0)
