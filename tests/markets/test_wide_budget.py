@@ -157,3 +157,32 @@ def test_the_box_bound_takes_a_supply_per_good():
     supply = jnp.asarray([1.0, 2.0], jnp.float32)
     capped = cap_bids(raw, room, jnp.float32(0.1), supply=supply)
     np.testing.assert_allclose(capped[0, 0], [100.0 / 6, 100.0 / 6], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected"), [("per_episode", 2.23607), ("shared", 25.0)]
+)
+def test_per_episode_keeps_the_first_waves_cap_and_shared_takes_the_box(
+    budget, expected
+):
+    """MultiCatch-2 (G = 2), B = 1, q = 100 on both goods, c = 0.1, wealth 50, no
+    rent (by hand). per_episode, the first wave's rule kept to replay its runs:
+    room 50, A = 2·100²/0.2 = 1e5, κ = sqrt(50/1e5), bid 2.23607. shared: room
+    50·(1 − 1e-4), S = 200, κ = room/200, bid ≈ 25."""
+    config = parse_train_config(
+        {
+            "name": "cap",
+            "algo": "wide",
+            "env": "MultiCatch-2",
+            "num_envs": 1,
+            "total_env_steps": 16,
+            "wide": {"num_agents": 1, "hidden": [8], "budget": budget},
+        }
+    )
+    market = wide.build_market(config, 1)
+    params = WideMarketParams(
+        jnp.float32(0.99), jnp.float32(0.0), jnp.float32(0.1), jnp.float32(0.0)
+    )
+    raw = jnp.full((1, 1, 2), 100.0, jnp.float32)
+    bids = market.capped_bids(raw, jnp.asarray([50.0], jnp.float32), params)
+    np.testing.assert_allclose(bids[0, 0], [expected, expected], rtol=2e-4)
