@@ -194,8 +194,8 @@ def parse_train_config(data: Mapping) -> TrainConfig:
     grid = _parse_sweep(data.get("sweep"), algo_name, algorithm.config_class)
     config = dataclasses.replace(config, sweep=grid)
     for _, point in sweep_points(config):  # every point passes the range checks
-        if validate is not None:
-            validate(point)
+        if validate is not None:  # and its own section's cross-key checks
+            point.algo_config.validate(point)
     return config
 
 

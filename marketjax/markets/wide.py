@@ -289,10 +289,15 @@ class WideMarket:
         self, raw: jax.Array, wealth: jax.Array, params: WideMarketParams
     ) -> jax.Array:
         """Bids f32[B, N, G] after the budget cap (``wide_clear.cap_bids``) on raw
-        bids f32[B, N, G], for this market's valuation and budget rule."""
+        bids f32[B, N, G], for this market's valuation and budget rule.
+
+        ``per_episode`` is the first wave's rule whole (its room and its cap, sup v
+        alone, without the box bound), so that runs made under it replay as trained.
+        """
         room = self.room(wealth, params)
         coupling = 0.0 if self.valuation == "separable" else params.coupling
-        return cap_bids(raw, room, params.curvature, coupling, SUPPLY)
+        supply = None if self.budget == "per_episode" else SUPPLY
+        return cap_bids(raw, room, params.curvature, coupling, supply)
 
     def equilibrium(
         self,

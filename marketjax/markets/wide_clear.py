@@ -110,7 +110,10 @@ def cap_bids(
     tiny = 1e-30
     bound, scale = sup, jnp.sqrt(room / jnp.maximum(sup, tiny))
     if supply is not None:
-        box = jnp.sum(positive * jnp.asarray(supply, bids.dtype), axis=-1)  # [B, N]
+        g = bids.shape[-1]
+        per_good = jnp.broadcast_to(jnp.asarray(supply, bids.dtype), (g,))  # f32[G]
+        per_good = per_good.reshape((1,) * (bids.ndim - 1) + (g,))
+        box = jnp.sum(positive * per_good, axis=-1)  # [B, N]
         bound = jnp.minimum(sup, box)
         scale = jnp.maximum(scale, room / jnp.maximum(box, tiny))
     scale = jnp.where(bound > room, jnp.minimum(scale, 1.0), 1.0)

@@ -83,3 +83,21 @@ def test_sweep_values_are_range_checked(tmp_path):
         parse_train_config(_tiny(tmp_path, sweep={"deep.gamma": [0.5, 1.5]}))
     with pytest.raises(ConfigError, match="non-empty list"):
         parse_train_config(_tiny(tmp_path, sweep={"deep.lr": []}))
+
+
+def test_every_sweep_point_passes_the_sections_cross_key_checks(tmp_path):
+    # wide.coupling = -0.9 is in the key's range (-1, 0.9) but C is not positive
+    # definite for the 4 goods of MultiCatch-4 (rho > -1/3): the point's own
+    # section must be validated, not the base section once per point.
+    data = {
+        "name": "sw",
+        "algo": "wide",
+        "env": "MultiCatch-4",
+        "num_envs": 16,
+        "total_env_steps": 16 * 8,
+        "runner": {"out_dir": str(tmp_path), "progress": False},
+        "wide": {"num_agents": 2, "hidden": [8], "valuation": "coupled"},
+        "sweep": {"wide.coupling": [-0.1, -0.9]},
+    }
+    with pytest.raises(ConfigError, match=r"'wide\.coupling'.*-0\.9"):
+        parse_train_config(data)
