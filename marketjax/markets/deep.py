@@ -50,6 +50,7 @@ from marketjax.markets.ledger import (
     Books,
     bid_budget,
     episode_share,
+    limited_liability,
     living_rent,
     rent_due,
     scaled_commitment,
@@ -323,10 +324,18 @@ class DeepMarket:
         delta = transfer(jnp.stack(accounts), jnp.stack(amounts), n)
         if self.rent_on != "owners":  # added last, as the scatter would
             delta = delta.at[:n].add(-rent)
+        # Limited liability: a seller handing on a bad (negative price) pays at
+        # most what it has; the bank covers the rest (ledger.limited_liability).
+        resale = transfer(seller[None], jnp.maximum(-to_seller, 0.0)[None], n)[:n]
+        after = pop.wealth + delta[:n]
+        covered = limited_liability(after, resale)
+        delta = delta.at[n].add(-jnp.sum(covered))
         books = state.books.record(
             bank_delta=delta[n], rewards=jnp.sum(reward), rent=jnp.sum(rent)
         )
-        population = pop.replace(wealth=pop.wealth + delta[:n])
+        # A fully covered account ends at exactly 0 (not 0 ± float32 rounding).
+        full = (covered > 0.0) & (covered >= -after)
+        population = pop.replace(wealth=jnp.where(full, 0.0, after + covered))
         stats, ret_sum, ret_count = track_episodes(state.stats, reward, done)
         # At an episode's end the last owner sells to nobody: the bank owns the
         # right of the fresh episode and sells it at the next step.

@@ -57,6 +57,26 @@ def transfer(accounts: jax.Array, amounts: jax.Array, num_agents: int) -> jax.Ar
     return zeros.at[accounts].add(amounts, mode="drop")
 
 
+def limited_liability(wealth_after: jax.Array, resale_paid: jax.Array) -> jax.Array:
+    """What the bank covers of what agents paid to hand their rights on (the one
+    rule of limited liability).
+
+    A right is resold at the next buyer's price; where that price is negative (a
+    *bad*: every bidder expects to lose from holding it) the seller pays to be rid
+    of it. Such a payment is set by the other agents' bids, so no budget of the
+    seller's can bound it; the bank pays the part that would take the seller below
+    zero. Negative rewards from the world are not covered.
+
+    Args:
+      wealth_after: f32[N] each agent's wealth after the step's settlement.
+      resale_paid: f32[N] >= 0, what each agent paid this step to hand rights on.
+
+    Returns:
+      f32[N] >= 0, the bank's cover: add it to the agents, take it from the bank.
+    """
+    return jnp.minimum(resale_paid, jnp.maximum(-wealth_after, 0.0))
+
+
 def rent_due(
     wealth: jax.Array,
     holdings: jax.Array,

@@ -49,6 +49,7 @@ from marketjax.markets.ledger import (
     bid_budget,
     books_imbalance,
     episode_share,
+    limited_liability,
     rent_due,
 )
 from marketjax.markets.wide_clear import (
@@ -191,13 +192,16 @@ def factors(env: BatchedEnv) -> tuple[int, int]:
     return 1, env.spec.num_actions
 
 
-def settle(price, allocation, held, factor_reward, gamma, rent):
+def settle(price, allocation, held, factor_reward, gamma, rent, wealth=None):
     """Money moved by one step of all B episodes (Algorithm 2's CAPITALISM).
 
     Args:
       price: f32[B, G]; allocation: f32[B, N, G] bought this step; held: f32[B, N, G]
         bundles held before (sold now); factor_reward: f32[B, G]; gamma: f32[];
       rent: f32[N] rent each agent owes this step (``ledger.rent_due``).
+      wealth: f32[N] wealth before the step, or None. Given, a holder that hands
+        goods on at a negative price pays at most what it has and the bank covers
+        the rest (``ledger.limited_liability``): bids never overdraw an account.
 
     Returns:
       ``(agent_delta f32[N], bank_delta, rewards_in, rent_out)`` (f32 scalars), with
@@ -209,6 +213,14 @@ def settle(price, allocation, held, factor_reward, gamma, rent):
     bought = jnp.sum(allocation, axis=1)  # [B, G]
     sold = jnp.sum(held, axis=1)  # [B, G]
     bank = jnp.sum(price * bought - gamma * price * sold)
+    if wealth is not None:
+        resale = jnp.sum(jnp.maximum(-credit, 0.0) * held, axis=(0, 2))  # [N]
+        after = wealth + agent
+        covered = limited_liability(after, resale)
+        bank = bank - jnp.sum(covered)
+        # A fully covered account ends at exactly 0 (not 0 ± float32 rounding).
+        full = (covered > 0.0) & (covered >= -after)
+        agent = jnp.where(full, -wealth, agent + covered)
     return agent, bank, jnp.sum(factor_reward * bought), jnp.sum(rent)
 
 
@@ -368,7 +380,7 @@ class WideMarket:
             self.rent_rule,
         )
         delta, bank, rewards_in, rent_out = settle(
-            price, alloc, state.holdings, factor_reward, params.gamma, rent
+            price, alloc, state.holdings, factor_reward, params.gamma, rent, pop.wealth
         )
         books = state.books.record(bank_delta=bank, rewards=rewards_in, rent=rent_out)
         population = pop.replace(wealth=pop.wealth + delta)

@@ -84,3 +84,14 @@ def test_scaled_commitment_scales_each_agents_positive_bids_by_one_factor():
     )
     committed = jnp.sum(jnp.maximum(out, 0.0), axis=0)
     assert bool(jnp.all(committed <= budget))
+
+
+def test_limited_liability_covers_only_resale_that_would_overdraw():
+    """By hand: an agent 3 below zero that paid 5 to hand rights on is covered 3;
+    one above zero nothing; one 1 below zero that paid 0.5 is covered 0.5 (the
+    other 0.5 came from the world, which the bank does not cover)."""
+    from marketjax.markets.ledger import limited_liability
+
+    after = jnp.asarray([-3.0, 2.0, -1.0], jnp.float32)
+    resale = jnp.asarray([5.0, 1.0, 0.5], jnp.float32)
+    np.testing.assert_allclose(limited_liability(after, resale), [3.0, 0.0, 0.5])

@@ -119,11 +119,6 @@ def test_the_default_shared_budget_never_overdraws_across_256_episodes(valuation
     assert np.all(paid <= np.maximum(before, 0.0) * (1 + 1e-5) + 1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review finding: resale of held goods at a negative price is not in the "
-    "room (no free disposal), so the shared budget can be overdrawn",
-)
 def test_a_step_never_takes_more_than_the_wealth_even_at_a_negative_price():
     """Two agents, one good, c = 3 (wide_complements.yaml), zero bids, wealth 0.01.
 
@@ -143,9 +138,19 @@ def test_a_step_never_takes_more_than_the_wealth_even_at_a_negative_price():
     np.testing.assert_allclose(price[0], [-1.5])
     np.testing.assert_allclose(alloc[0, :, 0], [0.5, 0.5])
     held = jnp.asarray([[[1.0], [0.0]]], jnp.float32)
-    delta = settle(price, alloc, held, jnp.zeros((1, 1)), jnp.float32(0.99), 0.0)[0]
-    np.testing.assert_allclose(delta, [-0.735, 0.75], rtol=1e-5)
+    gamma, zero = jnp.float32(0.99), jnp.zeros((1, 1))
+    unlimited = settle(price, alloc, held, zero, gamma, 0.0)[0]
+    np.testing.assert_allclose(unlimited, [-0.735, 0.75], rtol=1e-5)
+    # Limited liability: agent 0 pays 0.745 of the 1.485 (all it has after the
+    # 0.75 it was paid to take half the unit back); the bank covers 0.745.
+    delta, bank, rewards_in, rent_out = settle(
+        price, alloc, held, zero, gamma, 0.0, wealth
+    )
+    np.testing.assert_allclose(delta, [-0.01, 0.75], rtol=1e-5)
     assert bool(jnp.all(wealth + delta >= 0.0))
+    np.testing.assert_allclose(
+        float(jnp.sum(delta) + bank), float(rewards_in - rent_out), atol=1e-6
+    )
 
 
 def test_the_box_bound_takes_a_supply_per_good():
