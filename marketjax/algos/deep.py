@@ -200,7 +200,9 @@ def make_trainer(config: TrainConfig) -> Trainer:
 
     def market_params(params, update_index):
         explore = explore_rate(params, num_updates, update_index)
-        return DeepMarketParams(params["gamma"], params["rent"], explore)
+        return DeepMarketParams(
+            params["gamma"], params["rent"], explore, params.get("owner_rent")
+        )
 
     def make_population(key, params):
         return init_population(key, family, dc.num_agents, params["initial_wealth"])
