@@ -306,6 +306,17 @@ def rule_family(
     return AgentFamily("rules", init, bid, act, mutate, False, num_actions)
 
 
+def rule_value(bid_params: Any, obs: jax.Array) -> jax.Array:
+    """f32[]: a rule's bid where its condition holds, ``exp(log_bid + obs·w)``.
+
+    What the ``bids`` learner (Q(λ), ``learners/q_lambda.py``) regresses for the
+    ``rules`` family: it sees only the bid parameters (``{"log_bid", "w"}``), and
+    a rule owns the world only where its condition held, so every sample it
+    learns from is one where this is its bid.
+    """
+    return jnp.exp(bid_params["log_bid"] + obs @ bid_params["w"])
+
+
 def population_bids(family: AgentFamily, params: Any, obs: jax.Array) -> jax.Array:
     """Raw bids of every agent on every episode's observation.
 

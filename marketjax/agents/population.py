@@ -27,6 +27,10 @@ from marketjax.agents.families import AgentFamily
 from marketjax.core.axes import axes
 
 ENTRY_FUNDING = ("mint", "parent")  # who pays an entrant's allowance
+# Who a clone is cloned from: the single richest agent, or (Baum's Hayek: any
+# agent above a wealth threshold may create) one parent per child drawn uniformly
+# among the living agents with wealth >= ``parent_threshold``.
+ENTRY_PARENTS = ("richest", "wealthy")
 
 
 @struct.dataclass
@@ -55,6 +59,7 @@ class PopulationParams:
     mutation_scale: jax.Array  # f32[], std of the Gaussian mutation of clones
     min_age: jax.Array  # i32[], agents younger than this cannot go bankrupt
     parent_share: jax.Array = 0.0  # f32[], share of a child's profit paid to its parent
+    parent_threshold: jax.Array = 0.0  # f32[], least wealth of a parent ("wealthy")
 
 
 class Renewal(NamedTuple):
@@ -122,6 +127,7 @@ def renew(
     pop: Population,
     params: PopulationParams,
     funding: str = "mint",
+    parents: str = "richest",
 ) -> Renewal:
     """Exit of bankrupt agents, then entry into every empty slot.
 
@@ -129,10 +135,17 @@ def renew(
     ``params.allowance``: newly granted to the economy (``funding="mint"``), or,
     for clones under ``funding="parent"``, paid by the parent (see the module
     docstring). With probability ``clone_prob`` an entrant is a mutated clone of
-    the richest surviving agent, otherwise a fresh draw from the family.
+    the richest surviving agent (``parents="richest"``) or, with
+    ``parents="wealthy"``, of a parent drawn uniformly for each child among the
+    survivors with wealth >= ``params.parent_threshold`` (the richest if nobody
+    qualifies); otherwise a fresh draw from the family. Under parent funding
+    each parent pays a full allowance per child of its own if it can, else
+    splits its positive wealth among them.
     """
     if funding not in ENTRY_FUNDING:
         raise ValueError(f"unknown entry funding {funding!r}; expected {ENTRY_FUNDING}")
+    if parents not in ENTRY_PARENTS:
+        raise ValueError(f"unknown entry parents {parents!r}; expected {ENTRY_PARENTS}")
     k_fresh, k_mut, k_clone = jax.random.split(key, 3)
     n = pop.size
     bankrupt = (
@@ -145,8 +158,16 @@ def renew(
 
     richest = jnp.argmax(jnp.where(alive, wealth, -jnp.inf))
     any_alive = jnp.any(alive)
-    parent_params = jax.tree.map(lambda leaf: leaf[richest], pop.params)
-    clones = jax.vmap(family.mutate, in_axes=(0, None, None))(
+    if parents == "richest":
+        parent_of = jnp.full((n,), richest, jnp.int32)  # i32[N]
+    else:
+        eligible = alive & (wealth >= params.parent_threshold)  # bool[N]
+        eligible = jnp.where(jnp.any(eligible), eligible, jnp.arange(n) == richest)
+        parent_of = jax.random.categorical(
+            jax.random.fold_in(key, 3), jnp.where(eligible, 0.0, -jnp.inf), shape=(n,)
+        ).astype(jnp.int32)
+    parent_params = jax.tree.map(lambda leaf: leaf[parent_of], pop.params)
+    clones = jax.vmap(family.mutate, in_axes=(0, 0, None))(
         jax.random.split(k_mut, n), parent_params, params.mutation_scale
     )
     fresh = jax.vmap(family.init)(jax.random.split(k_fresh, n))
@@ -161,16 +182,19 @@ def renew(
     new_params = jax.tree.map(pick, pop.params, clones, fresh)
     allowance = jnp.asarray(params.allowance, jnp.float32)
     cloned = empty & use_clone
-    num_clones = jnp.sum(cloned).astype(jnp.float32)
     grant = jnp.where(empty, allowance, 0.0)  # f32[N]
     if funding == "parent":
-        # The parent pays a full allowance per child if it can, else splits its
+        # Each parent pays a full allowance per child if it can, else splits its
         # positive wealth equally among them.
-        afford = jnp.maximum(wealth[richest], 0.0) / jnp.maximum(num_clones, 1.0)
-        each = jnp.minimum(allowance, afford)
-        grant = jnp.where(cloned, each, grant)
-        parent_paid = each * num_clones
-        wealth = wealth.at[richest].add(-parent_paid)
+        children = jax.ops.segment_sum(
+            cloned.astype(jnp.float32), parent_of, num_segments=n
+        )  # f32[N], children of each slot
+        afford = jnp.maximum(wealth, 0.0) / jnp.maximum(children, 1.0)
+        each = jnp.minimum(allowance, afford)  # f32[N], per child of each parent
+        grant = jnp.where(cloned, each[parent_of], grant)
+        paid = each * children  # f32[N]
+        parent_paid = jnp.sum(paid)
+        wealth = wealth - paid
         minted = jnp.sum(jnp.where(empty & ~use_clone, grant, 0.0))
     else:
         parent_paid = jnp.zeros((), jnp.float32)
@@ -184,7 +208,7 @@ def renew(
         wealth=jnp.where(empty, grant, wealth),
         alive=jnp.ones((n,), bool),
         age=jnp.where(empty, 0, pop.age + 1),
-        parent=jnp.where(empty, jnp.where(use_clone, richest, -1), parent),
+        parent=jnp.where(empty, jnp.where(use_clone, parent_of, -1), parent),
     )
     num_entries = jnp.sum(empty).astype(jnp.int32)
     return Renewal(

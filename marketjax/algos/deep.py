@@ -23,7 +23,12 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from marketjax.agents.families import CONSTANT_ACTION, FAMILIES, make_family
+from marketjax.agents.families import (
+    CONSTANT_ACTION,
+    FAMILIES,
+    make_family,
+    rule_value,
+)
 from marketjax.agents.population import init_population
 from marketjax.algos.market_config import MarketConfig, explore_rate, market_learner
 from marketjax.algos.market_trainer import make_market_trainer
@@ -184,6 +189,10 @@ def make_trainer(config: TrainConfig) -> Trainer:
 
         def value_fn(p, obs):
             return family.values({"bid": p}, obs)
+    elif family.name == "rules":  # a rule owns only where its condition holds
+
+        def value_fn(p, obs):
+            return rule_value(p, obs)[None]
     else:
 
         def value_fn(p, obs):
@@ -200,7 +209,9 @@ def make_trainer(config: TrainConfig) -> Trainer:
 
     def market_params(params, update_index):
         explore = explore_rate(params, num_updates, update_index)
-        return DeepMarketParams(params["gamma"], params["rent"], explore)
+        return DeepMarketParams(
+            params["gamma"], params["rent"], explore, params.get("owner_rent")
+        )
 
     def make_population(key, params):
         return init_population(key, family, dc.num_agents, params["initial_wealth"])

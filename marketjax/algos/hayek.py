@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from marketjax.agents.families import FAMILIES, make_family, population_bids
+from marketjax.agents.population import ENTRY_PARENTS
 from marketjax.algos import deep
 from marketjax.core.config import ConfigError, field
 from marketjax.core.schema import TrainConfig, Trainer
@@ -46,6 +47,20 @@ class HayekConfig(deep.DeepConfig):
     """The ``hayek:`` section: the deep market's keys plus the evaluation."""
 
     family: Literal[FAMILIES] = field("rules", doc="agent family (rules)")
+    entry_parents: Literal[ENTRY_PARENTS] = field(
+        "richest",
+        doc="richest: clones of the richest; wealthy: each child's parent drawn "
+        "among agents with wealth >= parent_threshold",
+    )
+    parent_threshold: float = field(
+        0.0, lo=-1e30, hi=1e30, doc="least wealth of a parent (entry_parents: wealthy)"
+    )
+    owner_rent: float = field(
+        0.0,
+        lo=0.0,
+        hi=1e30,
+        doc="flat charge per step of holding the world, on top of rent (price on time)",
+    )
     eval_sizes: tuple[int, ...] = field(
         (2, 4, 8, 16, 32, 64, 100, 200),
         lo=1,

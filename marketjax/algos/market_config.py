@@ -141,7 +141,10 @@ def market_learner(
             anneal_lr=section.anneal_lr,
         ),
         "selection": lambda: selection(
-            family, min_age=section.min_age, funding=section.entry_funding
+            family,
+            min_age=section.min_age,
+            funding=section.entry_funding,
+            parents=getattr(section, "entry_parents", "richest"),
         ),
     }
     return chain(*(factories[name]() for name in LEARNING_CHAINS[section.learning]))

@@ -131,7 +131,13 @@ def play(config, population, episodes: int, explore: float, max_steps: int) -> d
     dc = config.algo_config
     market = build_market(config, episodes)
     f32 = jnp.float32
-    mparams = DeepMarketParams(f32(dc.gamma), f32(dc.rent), f32(explore))
+    owner_rent = getattr(dc, "owner_rent", None)
+    mparams = DeepMarketParams(
+        f32(dc.gamma),
+        f32(dc.rent),
+        f32(explore),
+        None if owner_rent is None else f32(owner_rent),
+    )
     block = make_block(market, mparams)
     key = jax.random.key(config.seed)
     key, k_init = jax.random.split(key)

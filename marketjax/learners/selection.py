@@ -11,7 +11,7 @@ the learner's state is every agent's wealth after the last renewal, the baseline
 of "profit"). The rules themselves live in :mod:`marketjax.agents.population`.
 
 Params read: ``allowance``, ``exit_threshold``, ``clone_prob``, ``mutation_scale``
-and, if present, ``parent_share``.
+and, if present, ``parent_share`` and ``parent_threshold``.
 """
 
 from __future__ import annotations
@@ -23,13 +23,17 @@ from marketjax.agents.population import PopulationParams, pay_dividends, renew
 from marketjax.learners.base import Learner, LearnerOutput
 
 
-def selection(family: AgentFamily, *, min_age: int, funding: str = "mint") -> Learner:
+def selection(
+    family: AgentFamily, *, min_age: int, funding: str = "mint", parents="richest"
+) -> Learner:
     """Builds the selection learner for one agent family.
 
     Args:
       family: the agents' family (``init`` for fresh draws, ``mutate`` for clones).
       min_age: updates an entrant survives before it can go bankrupt.
       funding: ``"mint"`` or ``"parent"`` (``population.ENTRY_FUNDING``).
+      parents: ``"richest"`` or ``"wealthy"`` (``population.ENTRY_PARENTS``; the
+        latter reads ``parent_threshold`` from the params).
     """
 
     def init(population):
@@ -49,8 +53,12 @@ def selection(family: AgentFamily, *, min_age: int, funding: str = "mint") -> Le
                 mutation_scale=params["mutation_scale"],
                 min_age=jnp.int32(min_age),
                 parent_share=share,
+                parent_threshold=jnp.asarray(
+                    params.get("parent_threshold", 0.0), jnp.float32
+                ),
             ),
             funding,
+            parents,
         )
         metrics = {
             "entries": renewal.num_entries.astype(jnp.float32),

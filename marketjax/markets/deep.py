@@ -69,6 +69,9 @@ class DeepMarketParams:
     gamma: jax.Array  # f32[], seller's share γ of its credit
     rent: jax.Array  # f32[], ε of the rent rule
     explore: jax.Array  # f32[], P(the right goes to a uniformly drawn valid agent)
+    # f32[] or None: a flat charge per step of holding, paid by the owner on top of
+    # the rent rule (a price on time: an undo/redo cycle costs its cyclers)
+    owner_rent: jax.Array | None = None
 
 
 @struct.dataclass
@@ -320,6 +323,11 @@ class DeepMarket:
             rent = living_rent(
                 pop.wealth, pop.alive, winner.shape[0], params.rent, self.rent_rule
             )
+        rent_total = jnp.sum(rent)
+        if params.owner_rent is not None:  # the price on time, on top of the rent
+            held = jnp.where(winner >= 0, params.owner_rent, 0.0)  # f32[B]
+            amounts[0] = amounts[0] - held
+            rent_total = rent_total + jnp.sum(held)
         # [3, B] payments, not a [3B] concatenation: a sharded B axis stays put.
         delta = transfer(jnp.stack(accounts), jnp.stack(amounts), n)
         if self.rent_on != "owners":  # added last, as the scatter would
@@ -331,7 +339,7 @@ class DeepMarket:
         covered = limited_liability(after, resale)
         delta = delta.at[n].add(-jnp.sum(covered))
         books = state.books.record(
-            bank_delta=delta[n], rewards=jnp.sum(reward), rent=jnp.sum(rent)
+            bank_delta=delta[n], rewards=jnp.sum(reward), rent=rent_total
         )
         # A fully covered account ends at exactly 0 (not 0 ± float32 rounding).
         full = (covered > 0.0) & (covered >= -after)

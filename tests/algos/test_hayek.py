@@ -7,10 +7,11 @@ import numpy as np
 
 from marketjax.agents.families import make_family
 from marketjax.agents.population import Population
+from marketjax.algos import hayek
 from marketjax.algos.hayek import solve_instances
 from marketjax.envs.blocks_world import FEATURES, MOVES, BlocksWorld
 from marketjax.experiment.registry import parse_train_config
-from marketjax.experiment.runner import make_train
+from marketjax.experiment.runner import as_params, make_train
 
 
 def rule(**required):
@@ -135,6 +136,56 @@ def test_books_balance_while_creators_pay_for_their_children():
     np.testing.assert_allclose(
         float(jnp.sum(metrics["minted"])), float(books.allowances_in.value), rtol=1e-5
     )
+    wealth = state.market.population.wealth
+    total = float(jnp.sum(wealth) + books.bank.value)
+    circulation = float(jnp.sum(jnp.abs(wealth)) + jnp.abs(books.bank.value))
+    assert abs(total - float(books.expected_total())) <= 1e-5 * circulation
+
+
+def test_rule_value_is_the_bid_where_the_condition_holds_and_bids_can_learn():
+    from marketjax.agents.families import rule_value
+
+    family = make_family("rules", len(FEATURES), len(MOVES))
+    params = {
+        "action": {"cond": jnp.asarray(rule(prefix_ok=True)), "move": jnp.int32(0)},
+        "bid": {
+            "log_bid": jnp.log(jnp.float32(1.5)),
+            "w": jnp.zeros(len(FEATURES)).at[-1].set(jnp.log(2.0)),
+        },
+    }
+    on = jnp.zeros(len(FEATURES)).at[0].set(1.0).at[-1].set(0.5)
+    # exp(log 1.5 + 0.5 log 2) = 1.5·√2, the rule's own bid where it matches
+    np.testing.assert_allclose(float(rule_value(params["bid"], on)), 1.5 * 2**0.5)
+    np.testing.assert_allclose(
+        float(rule_value(params["bid"], on)), float(family.bid(params, on)), rtol=1e-6
+    )
+    # and it is what Q(λ) trains under hayek.learning=both: bids move, books balance
+    config = parse_train_config(
+        {
+            **TINY,
+            "hayek": {
+                **TINY["hayek"],
+                "learning": "both",
+                "owner_rent": 0.1,
+                "initial_wealth": 1e4,  # the founders outlive the 40 updates
+            },
+        }
+    )
+    state, metrics = jax.jit(make_train(config))(jax.random.key(0))
+    assert np.all(np.isfinite(np.asarray(metrics["bid_loss"])))
+    trainer = hayek.make_trainer(config)
+    start = trainer.init(jax.random.key(0), as_params(trainer.params))
+    pop0, pop = start.market.population, state.market.population
+    # agents alive since the start were never mutated: only Q(λ) moved their bids
+    original = np.asarray(pop.age) == 40  # alive through all 40 updates
+    assert original.any()
+    moved = np.asarray(pop.params["bid"]["log_bid"] != pop0.params["bid"]["log_bid"])
+    assert moved[original].any()
+    np.testing.assert_array_equal(
+        np.asarray(pop.params["action"]["cond"])[original],
+        np.asarray(pop0.params["action"]["cond"])[original],
+    )
+    books = state.market.books
     wealth = state.market.population.wealth
     total = float(jnp.sum(wealth) + books.bank.value)
     circulation = float(jnp.sum(jnp.abs(wealth)) + jnp.abs(books.bank.value))

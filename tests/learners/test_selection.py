@@ -133,3 +133,37 @@ def test_children_of_a_replaced_slot_lose_their_parent():
     out = renew(jax.random.key(1), family, pop, _params(clone_prob=1.0))
     # slot 0 left; slot 2's parent (slot 0) is gone, the newcomer is not it
     np.testing.assert_array_equal(out.population.parent, [1, -1, -1])
+
+
+def test_wealthy_parents_every_child_has_a_parent_above_the_threshold_who_pays():
+    # slots 0, 3, 5 are bankrupt; with the threshold at 60 only slots 2 (wealth
+    # 90) and 4 (70) may create, never slot 1 (50)
+    family, pop = _pop([0.5, 50.0, 90.0, -2.0, 70.0, 0.0], [3] * 6)
+    params = _params(allowance=10.0).replace(parent_threshold=jnp.float32(60.0))
+    seen = set()
+    for seed in range(8):
+        out = renew(jax.random.key(seed), family, pop, params, "parent", "wealthy")
+        parent = np.asarray(out.population.parent)
+        seen |= set(parent[[0, 3, 5]].tolist())
+        np.testing.assert_array_equal(parent[[1, 2, 4]], [-1, -1, -1])
+        assert set(parent[[0, 3, 5]]) <= {2, 4}
+        kids = {p: int(np.sum(parent == p)) for p in (2, 4)}
+        # each parent paid exactly 10 per child of its own; nothing was minted
+        np.testing.assert_allclose(
+            out.population.wealth,
+            [10.0, 50.0, 90.0 - 10 * kids[2], 10.0, 70.0 - 10 * kids[4], 10.0],
+        )
+        np.testing.assert_allclose(out.parent_paid, 30.0)
+        np.testing.assert_allclose(out.allowances, 0.0)
+        # the children are their parents' (unmutated) rules
+        w = np.asarray(out.population.params["bid"]["w"])
+        for slot in (0, 3, 5):
+            np.testing.assert_array_equal(
+                w[slot], np.asarray(pop.params["bid"]["w"])[parent[slot]]
+            )
+    assert seen == {2, 4}  # not only the richest creates
+    # nobody above the threshold: the richest creates, as under "richest"
+    high = params.replace(parent_threshold=jnp.float32(1e6))
+    out = renew(jax.random.key(0), family, pop, high, "parent", "wealthy")
+    np.testing.assert_array_equal(out.population.parent, [2, -1, -1, 2, -1, 2])
+    np.testing.assert_allclose(out.population.wealth, [10, 50, 60, 10, 70, 10])

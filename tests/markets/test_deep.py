@@ -52,6 +52,36 @@ def test_two_steps_settle_exactly_under_vickrey():
     np.testing.assert_allclose(s2.books.rewards_in.value, 4.0)
 
 
+def test_owner_rent_charges_the_holder_per_step_on_top_of_rent_on_all():
+    # Bucket brigade, γ = 1, flat rent 0.1 on every living agent (ε·B = 0.2 a
+    # step each) plus owner_rent 0.25 per episode held (Hayek's price on time).
+    market, state = _constant_bid_market(
+        [0.5, 2.0, 1.5],
+        [10.0, 10.0, 10.0],
+        "bucket_brigade",
+        rent_rule="flat",
+        rent_on="all",
+    )
+    params = DeepMarketParams(
+        jnp.float32(1.0), jnp.float32(0.1), jnp.float32(0.0), jnp.float32(0.25)
+    )
+    s1, rec1 = market.step(jax.random.key(2), state, params)
+    # Agent 1 buys both episodes from the bank at its bid 2, earns 1 in each,
+    # pays 0.25 in each for holding and 0.2 of rent: 10 + 2(1 - 2 - 0.25) - 0.2.
+    np.testing.assert_array_equal(rec1.winner, [1, 1])
+    np.testing.assert_allclose(s1.population.wealth, [9.8, 7.3, 9.8], rtol=1e-6)
+    np.testing.assert_allclose(s1.books.bank.value, 4.0)
+    np.testing.assert_allclose(s1.books.rent_out.value, 2 * 0.25 + 3 * 0.2)
+    s2, _ = market.step(jax.random.key(3), s1, params)
+    # It buys from itself (pays 2, is paid 2): only the reward, the price on
+    # time and the rent move: 7.3 + 2(1 - 0.25) - 0.2.
+    np.testing.assert_allclose(s2.population.wealth, [9.6, 8.6, 9.6], rtol=1e-6)
+    assert float(books_imbalance(s2.books, s2.population.wealth)) < 1e-6
+    # Without the price on time (None, the default) the holder pays only rent.
+    s1, _ = market.step(jax.random.key(2), state, params.replace(owner_rent=None))
+    np.testing.assert_allclose(s1.population.wealth, [9.8, 7.8, 9.8], rtol=1e-6)
+
+
 def _params(gamma=0.99, rent=0.0, explore=0.0):
     return DeepMarketParams(jnp.float32(gamma), jnp.float32(rent), jnp.float32(explore))
 
