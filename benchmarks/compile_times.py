@@ -104,10 +104,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def plot_compile_times(rows: list[dict], path: Path) -> None:
     """Compile seconds per config, the target as a dashed line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from marketjax.experiment.plots import plt, save_png
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax.bar([r["config"] for r in rows], [r["compile_s"] for r in rows])
@@ -116,9 +113,7 @@ def plot_compile_times(rows: list[dict], path: Path) -> None:
     ax.tick_params(axis="x", rotation=75, labelsize=7)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 if __name__ == "__main__":

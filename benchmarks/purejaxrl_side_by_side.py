@@ -325,10 +325,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
 def plot_ratios(rows: list[dict], path: Path) -> None:
     """Our env steps/s over purejaxrl's (min/median/max) per seed count."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from marketjax.experiment.plots import plt, save_png
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for i, row in enumerate(rows):
@@ -341,9 +338,7 @@ def plot_ratios(rows: list[dict], path: Path) -> None:
     ax.set_title("PPO on CartPole-v1, interleaved", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 if __name__ == "__main__":

@@ -108,10 +108,7 @@ def run_case(args, mode: str, d: int, num_envs: int) -> dict:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from marketjax.experiment.plots import plt, save_png
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, mode in zip(axes, ("weak", "strong"), strict=True):
@@ -135,9 +132,7 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.set_title(f"{mode} scaling, {sel[0]['algo']} ({what}), {sel[0]['device']}")
         ax.legend()
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

@@ -22,35 +22,11 @@ import numpy as np
 
 from marketjax.algos import hayek
 from marketjax.core.config import apply_overrides, load_yaml
-from marketjax.envs.blocks_world import FEATURES, MOVES
+from marketjax.envs.blocks_world import MOVES, solver_rules
 from marketjax.experiment.registry import parse_train_config
 from marketjax.experiment.runner import as_params
 
-
-def rule(**required) -> np.ndarray:
-    """A condition i32[D]: 1 = feature must hold, 2 = must not, 0 = don't care."""
-    cond = np.zeros(len(FEATURES), np.int32)
-    for name, value in required.items():
-        cond[FEATURES.index(name)] = 1 if value else 2
-    return cond
-
-
-# (condition, move, bid): the program of tests/algos/test_hayek.py (PLANTED).
-PLANTED = [
-    (rule(prefix_ok=False), (1, 2), 1.0),
-    (rule(prefix_ok=True, top2_needed=True), (2, 1), 2.0),
-    (rule(prefix_ok=True, top3_needed=True), (3, 1), 2.0),
-    (
-        rule(prefix_ok=True, top2_needed=False, top3_needed=False, needed_in2=True),
-        (2, 3),
-        1.5,
-    ),
-    (
-        rule(prefix_ok=True, top2_needed=False, top3_needed=False, needed_in3=True),
-        (3, 2),
-        1.0,
-    ),
-]
+PLANTED = solver_rules()
 
 
 def main(updates: int, overrides: list[str]) -> dict:

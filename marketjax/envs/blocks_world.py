@@ -285,3 +285,35 @@ def from_lists(goal: list[int], s1: list[int], s2: list[int], s3: list[int], m: 
         heights=jnp.asarray(heights),
         n=jnp.int32(len(goal)),
     )
+
+
+def rule_condition(**required: bool) -> np.ndarray:
+    """A rule agent's condition i32[D] over :data:`FEATURES` (``agents.families``
+    ``rules``): 1 = the feature must hold, 2 = must not, 0 = don't care."""
+    cond = np.zeros(len(FEATURES), np.int32)
+    for name, value in required.items():
+        cond[FEATURES.index(name)] = 1 if value else 2
+    return cond
+
+
+def solver_rules() -> list[tuple[np.ndarray, tuple[int, int], float]]:
+    """Five hand-written rules that solve every instance, as ``(condition, move,
+    bid)`` (Baum's "clear stack 1, then fetch the next block needed, digging for
+    it"): the reference program of the rule language, planted in tests and in
+    ``scripts/hayek_planted.py``."""
+    rule = rule_condition
+    return [
+        (rule(prefix_ok=False), (1, 2), 1.0),
+        (rule(prefix_ok=True, top2_needed=True), (2, 1), 2.0),
+        (rule(prefix_ok=True, top3_needed=True), (3, 1), 2.0),
+        (
+            rule(prefix_ok=True, top2_needed=False, top3_needed=False, needed_in2=True),
+            (2, 3),
+            1.5,
+        ),
+        (
+            rule(prefix_ok=True, top2_needed=False, top3_needed=False, needed_in3=True),
+            (3, 2),
+            1.0,
+        ),
+    ]

@@ -9,36 +9,12 @@ from marketjax.agents.families import make_family
 from marketjax.agents.population import Population
 from marketjax.algos import hayek
 from marketjax.algos.hayek import solve_instances
-from marketjax.envs.blocks_world import FEATURES, MOVES, BlocksWorld
+from marketjax.envs.blocks_world import FEATURES, MOVES, BlocksWorld, solver_rules
+from marketjax.envs.blocks_world import rule_condition as rule
 from marketjax.experiment.registry import parse_train_config
 from marketjax.experiment.runner import as_params, make_train
 
-
-def rule(**required):
-    """A condition i32[D]: 1 = feature must hold, 2 = must not, 0 = don't care."""
-    cond = np.zeros(len(FEATURES), np.int32)
-    for name, value in required.items():
-        cond[FEATURES.index(name)] = 1 if value else 2
-    return cond
-
-
-# Five rules that solve every instance (Baum's "clear stack 1, then fetch the next
-# block needed, digging for it"): (condition, move, bid).
-PLANTED = [
-    (rule(prefix_ok=False), (1, 2), 1.0),
-    (rule(prefix_ok=True, top2_needed=True), (2, 1), 2.0),
-    (rule(prefix_ok=True, top3_needed=True), (3, 1), 2.0),
-    (
-        rule(prefix_ok=True, top2_needed=False, top3_needed=False, needed_in2=True),
-        (2, 3),
-        1.5,
-    ),
-    (
-        rule(prefix_ok=True, top2_needed=False, top3_needed=False, needed_in3=True),
-        (3, 2),
-        1.0,
-    ),
-]
+PLANTED = solver_rules()
 
 
 def population(rules, wealth=1.0):
