@@ -18,6 +18,8 @@ for _k in (2, 4):
 for _k in (2, 3):
     register_env(f"SupplyChain-{_k}", functools.partial(make_supply_chain, _k))
 register_env("Complements-4", functools.partial(make_complements, 4))
+# Three keys: the lock opens only when all three turn to one position.
+register_env("Complements-4x3", functools.partial(make_complements, 4, keys=3))
 # Chang et al. (2020)'s tabular tasks.
 register_env("ChangBandit", make_bandit)
 register_env("ChangChain", make_chain)

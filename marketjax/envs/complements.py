@@ -52,20 +52,33 @@ class ComplementsParams(environment.EnvParams):
 
 def lock_reward(left: jax.Array, right: jax.Array, jam: float) -> jax.Array:
     """f32[...]: +1 if both keys turn to one position, -jam if to two, else 0."""
-    both = (left > 0) & (right > 0)
-    return jnp.where(both, jnp.where(left == right, 1.0, -jam), 0.0).astype(jnp.float32)
+    return lock_reward_keys(jnp.stack([left, right], -1), jam)
+
+
+def lock_reward_keys(keys: jax.Array, jam: float) -> jax.Array:
+    """f32[...] for the per-key actions i32[..., K] of a K-key lock.
+
+    +1 if every key turns to one position, -jam if every key turns but not all
+    to the same position, 0 if any key is left idle.
+    """
+    turned = jnp.all(keys > 0, axis=-1)
+    same = jnp.all(keys == keys[..., :1], axis=-1)
+    return jnp.where(turned, jnp.where(same, 1.0, -jam), 0.0).astype(jnp.float32)
 
 
 class Complements(environment.Environment[ComplementsState, ComplementsParams]):
     """Two complementary keys; gymnax API, factored actions (one per key)."""
 
-    def __init__(self, positions: int = 4, jam: float = 1.0, horizon: int = 16):
+    def __init__(
+        self, positions: int = 4, jam: float = 1.0, horizon: int = 16, keys: int = 2
+    ):
         super().__init__()
-        if positions < 1 or jam < 0:
-            raise ValueError("need positions >= 1 and jam >= 0")
+        if positions < 1 or jam < 0 or keys < 2:
+            raise ValueError("need positions >= 1, jam >= 0 and keys >= 2")
         self.positions = positions
         self.jam = jam
         self.horizon = horizon
+        self.keys = keys
 
     @property
     def default_params(self) -> ComplementsParams:
@@ -73,21 +86,26 @@ class Complements(environment.Environment[ComplementsState, ComplementsParams]):
 
     @property
     def num_factors(self) -> int:
-        return 2
+        return self.keys
 
     @property
     def factor_actions(self) -> int:
         return self.positions + 1
 
     def encode(self, key_actions: jax.Array) -> jax.Array:
-        """Flat action(s) i32[...] of per-key actions i32[..., 2]."""
+        """Flat action(s) i32[...] of per-key actions i32[..., K] (key 0 lowest)."""
         a = key_actions.astype(jnp.int32)
-        return a[..., 0] + self.factor_actions * a[..., 1]
+        return jnp.sum(a * self._place_values(a.ndim - 1), axis=-1)
 
     def decode(self, action: jax.Array) -> jax.Array:
-        """Per-key actions i32[..., 2] of flat actions i32[...]."""
+        """Per-key actions i32[..., K] of flat actions i32[...]."""
         a = jnp.asarray(action, jnp.int32)
-        return jnp.stack([a % self.factor_actions, a // self.factor_actions], -1)
+        return (a[..., None] // self._place_values(a.ndim)) % self.factor_actions
+
+    def _place_values(self, batch_dims: int) -> jax.Array:
+        """i32[1, ..., 1, K]: (m + 1)^k, the weight of key k in a flat action."""
+        base = self.factor_actions ** jnp.arange(self.keys, dtype=jnp.int32)
+        return base.reshape((1,) * batch_dims + (self.keys,))
 
     def step_env(
         self,
@@ -99,12 +117,12 @@ class Complements(environment.Environment[ComplementsState, ComplementsParams]):
         """Turns the keys; the lock pays if they match."""
         del key  # deterministic
         keys = self.decode(action)
-        reward = lock_reward(keys[0], keys[1], self.jam)
+        reward = lock_reward_keys(keys, self.jam)
         state = state.replace(last_reward=reward, time=state.time + 1)
         done = self.is_terminated(state, params)
         info = {
             "discount": self.discount(state, params),
-            "factor_rewards": jnp.stack([reward, reward]) / 2.0,
+            "factor_rewards": jnp.full((self.keys,), reward / self.keys),
         }
         obs = jax.lax.stop_gradient(self.get_obs(state))
         return obs, jax.lax.stop_gradient(state), reward, done, info
@@ -131,11 +149,13 @@ class Complements(environment.Environment[ComplementsState, ComplementsParams]):
 
     @property
     def name(self) -> str:
-        return f"Complements-{self.positions}"
+        if self.keys == 2:
+            return f"Complements-{self.positions}"
+        return f"Complements-{self.positions}x{self.keys}"
 
     @property
     def num_actions(self) -> int:
-        return self.factor_actions**2
+        return self.factor_actions**self.keys
 
     def action_space(self, params: ComplementsParams | None = None) -> spaces.Discrete:
         return spaces.Discrete(self.num_actions)
@@ -152,7 +172,10 @@ class Complements(environment.Environment[ComplementsState, ComplementsParams]):
         )
 
 
-def make_complements(positions: int) -> tuple[Complements, ComplementsParams]:
-    """``(env, env_params)`` for ``Complements-<positions>`` (for ``register_env``)."""
-    env = Complements(positions)
+def make_complements(
+    positions: int, keys: int = 2
+) -> tuple[Complements, ComplementsParams]:
+    """``(env, env_params)`` for ``Complements-<positions>`` (two keys) or
+    ``Complements-<positions>x<keys>`` (for ``register_env``)."""
+    env = Complements(positions, keys=keys)
     return env, env.default_params

@@ -1,9 +1,13 @@
 """Config errors name the key before anything compiles; overrides; round trip."""
 
+from pathlib import Path
+
 import pytest
 import yaml
 
+from marketjax.experiment.compare import parse_compare_config, resolve_cases
 from marketjax.experiment.config import ConfigError, apply_overrides, load_yaml
+from marketjax.experiment.prices_run import load_config as load_prices_config
 from marketjax.experiment.registry import parse_train_config, train_config_to_dict
 
 BASE = {
@@ -104,3 +108,24 @@ def test_yaml_must_be_a_mapping(tmp_path):
 def test_shipped_configs_are_valid(path):
     config = parse_train_config(load_yaml(path))
     assert config.name and config.total_env_steps > 0
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p.name for p in (REPO / "configs").glob("*.yaml")), ids=str
+)
+def test_every_shipped_config_validates(path):
+    """Every file in configs/ passes its command's validation (a training config,
+    a comparison, whose every (env, algorithm) case is validated, or a prices
+    config), so a shipped config never fails on a user's first run."""
+    path = REPO / "configs" / path
+    data = load_yaml(path)
+    if "algorithms" in data:
+        cases = resolve_cases(parse_compare_config(data), base=REPO)
+        assert len(cases) == len(data["envs"]) * len(data["algorithms"])
+    elif "algo" in data:
+        assert parse_train_config(data).name == data["name"]
+    else:
+        assert load_prices_config(str(path), []).name == data["name"]
