@@ -126,7 +126,7 @@ class ChangState:
 def make_trainer(config: TrainConfig) -> Trainer:
     """The society's trainer for one seed (see module docstring)."""
     cc: ChangConfig = config.algo_config
-    env = BatchedEnv(config.env, config.num_envs)
+    env = BatchedEnv(config.env, config.num_envs, reset=config.env_reset)
     society = Society(env, CHANG_NAMES[cc.auction], cc.clones)
     n, s = society.num_primitives, env.spec.obs_dim
     learner = utility_ppo(n, cc.minibatch_size)

@@ -154,7 +154,7 @@ def build_market(config: TrainConfig, num_envs: int) -> DeepMarket:
     """The ``deep:`` section's market (env of ``num_envs`` episodes, agent family,
     payment and rent rules, reserve): one builder for training and replay."""
     dc: DeepConfig = config.algo_config
-    env = BatchedEnv(config.env, num_envs)
+    env = BatchedEnv(config.env, num_envs, reset=config.env_reset)
     family = make_family(
         dc.family,
         env.spec.obs_dim,

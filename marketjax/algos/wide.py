@@ -157,7 +157,7 @@ def build_market(config: TrainConfig, num_envs: int) -> WideMarket:
     """The run's wide market on ``num_envs`` episodes: the one builder shared by the
     trainer and replay (``experiment/replay_wide.py``), so they cannot drift."""
     wc: WideConfig = config.algo_config
-    env = BatchedEnv(config.env, num_envs)
+    env = BatchedEnv(config.env, num_envs, reset=config.env_reset)
     num_goods, num_actions = factors(env)
     nets = make_q_networks(
         env.spec.obs_dim,

@@ -14,9 +14,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 from flax import struct
 
 AXES_KEY = "axes"
+RUN_AXIS = "runs"  # the name of the runner's vmap over runs (seeds x sweep points)
 
 
 def axes(*names: str, **kwargs: Any):
@@ -46,3 +49,17 @@ def leaf_axes(state: Any) -> dict[str, tuple[str, ...]]:
 
     walk(state, "")
     return out
+
+
+def any_across_runs(flag: jax.Array) -> jax.Array:
+    """bool[]: ``flag`` or'ed over every run the runner vmaps under :data:`RUN_AXIS`.
+
+    Outside such a ``vmap`` (one run, ``lax.map`` over runs, or a device mesh) it
+    is ``flag`` itself. The point: a predicate that is the same for every run is
+    unbatched, so a ``lax.cond`` on it stays a branch under ``vmap`` instead of
+    becoming a select that computes both sides.
+    """
+    try:
+        return jax.lax.psum(flag.astype(jnp.int32), RUN_AXIS) > 0
+    except NameError:  # the axis is not bound: no runs to or over
+        return flag

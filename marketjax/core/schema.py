@@ -112,6 +112,9 @@ class TrainConfig:
     )
     num_seeds: int = field(1, lo=1, hi=4096, doc="seeds run in one program (vmap)")
     num_envs: int = field(16, lo=1, hi=1 << 20, doc="parallel episodes per seed")
+    env_reset: Literal["eager", "lazy"] = field(
+        "eager", doc="auto-reset: every step (gymnax) or only after some episode ended"
+    )
     runner: RunnerConfig = RunnerConfig()
     algo_config: Any = None  # the section named after `algo`, parsed by its class
     sweep: tuple = ()  # ((dotted key, (values, ...)), ...) from the `sweep:` section

@@ -5,6 +5,14 @@ info)`` and resets an episode automatically when it ends. :class:`BatchedEnv` ru
 such episodes with one ``vmap``, flattens observations to ``f32[B, obs_dim]`` and
 returns ``done = terminated | truncated``. Environment objects are built once per name
 and cached (a new gymnax instance recompiles every jitted function that closes over it).
+
+Resets (``env_reset`` in a training config): gymnax's ``step`` computes a fresh
+reset for every episode at every step and selects it where the episode ended
+(``eager``, the default). ``lazy`` computes the same step and the same resets, from
+the same keys, but only at steps where some episode of the batch (of any run the
+runner vmaps) ended: the same episodes, the same numbers up to the last bits of
+the fused arithmetic, and about 5% faster on CartPole with one seed
+(docs/throughput.md).
 """
 
 from __future__ import annotations
@@ -20,6 +28,11 @@ import gymnax
 import jax
 import jax.numpy as jnp
 from flax import struct
+from gymnax.environments import environment
+
+from marketjax.core.axes import any_across_runs
+
+RESET_RULES = ("eager", "lazy")
 
 # Our own environments: name -> factory returning (env, env_params) with gymnax's API.
 _CUSTOM_ENVS: dict[str, Callable[[], tuple[Any, Any]]] = {}
@@ -127,11 +140,16 @@ class BatchedEnv:
     been reset, and ``info["final_observation"]`` holds the last observation).
     """
 
-    def __init__(self, name: str, num_envs: int):
+    def __init__(self, name: str, num_envs: int, reset: str = "eager"):
+        if reset not in RESET_RULES:
+            raise ValueError(f"reset must be one of {RESET_RULES}, got {reset!r}")
         self.name = name
         self.num_envs = num_envs
         self.env, self.params = make_gymnax(name)
         self.spec = env_spec(name)
+        # Lazy resets re-create gymnax's auto-reset, so only for envs that use it.
+        gymnax_step = type(self.env).step is environment.Environment.step
+        self.lazy = reset == "lazy" and gymnax_step
 
     def _flat(self, obs: jax.Array) -> jax.Array:
         return obs.reshape(obs.shape[0], -1).astype(jnp.float32)
@@ -146,10 +164,11 @@ class BatchedEnv:
         self, key: jax.Array, state: Any, action: jax.Array
     ) -> tuple[jax.Array, Any, jax.Array, jax.Array, dict]:
         keys = jax.random.split(key, self.num_envs)
+        auto_reset = self._lazy_step if self.lazy else self._eager_step
         with jax.numpy_dtype_promotion("standard"):  # gymnax mixes dtypes freely
-            obs, state, reward, terminated, truncated, info = jax.vmap(
-                self.env.step, in_axes=(0, 0, 0, None)
-            )(keys, state, action, self.params)
+            obs, state, reward, terminated, truncated, info = auto_reset(
+                keys, state, action
+            )
         done = jnp.logical_or(terminated, truncated)
         info = {**info, "final_observation": self._flat(info["final_observation"])}
         return (
@@ -159,3 +178,39 @@ class BatchedEnv:
             done,
             info,
         )
+
+    def _eager_step(self, keys, state, action):
+        """gymnax's own ``step``: every episode's reset computed, then selected."""
+        return jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
+            keys, state, action, self.params
+        )
+
+    def _lazy_step(self, keys, state, action):
+        """gymnax's ``step`` (same keys, same outputs) with the resets computed
+        only when some episode ended (``lax.cond``, one predicate for all runs)."""
+        env, params = self.env, self.params
+        step_keys, reset_keys = jnp.moveaxis(jax.vmap(jax.random.split)(keys), 1, 0)
+        obs_st, state_st, reward, terminated, info = jax.vmap(
+            env.step_env, in_axes=(0, 0, 0, None)
+        )(step_keys, state, action, params)
+        truncated = jax.vmap(env.is_truncated, in_axes=(0, None))(state_st, params)
+        done = jnp.logical_or(terminated, truncated)
+
+        def reset_ended(stepped):
+            reset = jax.vmap(env.reset_env, in_axes=(0, None))(reset_keys, params)
+            pick = jax.vmap(jax.lax.select)  # per episode: reset where it ended
+            return jax.tree.map(lambda r, s: pick(done, r, s), reset, stepped)
+
+        obs, state = jax.lax.cond(
+            any_across_runs(jnp.any(done)),
+            reset_ended,
+            lambda stepped: stepped,
+            (obs_st, state_st),
+        )
+        info = {
+            **info,
+            "terminated": terminated,
+            "truncated": truncated,
+            "final_observation": obs_st,
+        }
+        return obs, state, reward, terminated, truncated, info

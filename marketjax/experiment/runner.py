@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from marketjax.core.axes import RUN_AXIS
 from marketjax.core.schema import MAXED_METRICS, SUMMED_METRICS
 from marketjax.experiment import mesh
 from marketjax.experiment.registry import (
@@ -250,7 +251,7 @@ def over_runs(chunk: Callable, num_runs: int, per_run: bool = False) -> Callable
     point computes alone.
     """
     if num_runs != 1 and not per_run:
-        return jax.vmap(chunk)
+        return jax.vmap(chunk, axis_name=RUN_AXIS)
 
     def one(state, params):
         run = jax.tree.map(lambda x: x[0], (state, params))

@@ -174,7 +174,7 @@ def make_network(cfg: PPOConfig, spec) -> ActorCritic:
 def make_trainer(config: TrainConfig) -> Trainer:
     """Builds PPO's ``init(key)`` and ``update(state)`` for one seed of ``config``."""
     cfg: PPOConfig = config.algo_config
-    env = BatchedEnv(config.env, config.num_envs)
+    env = BatchedEnv(config.env, config.num_envs, reset=config.env_reset)
     spec = env.spec
     network = make_network(cfg, spec)
     batch_size = config.num_envs * cfg.num_steps
