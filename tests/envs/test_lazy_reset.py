@@ -32,8 +32,9 @@ def test_lazy_resets_give_gymnaxs_episodes(name):
     """Same keys, same steps, same resets: Catch (integer arithmetic) to the bit;
     CartPole's floats to the last bits of the fused arithmetic, with the same
     episode ends at every step of 400 (dozens of resets)."""
-    eager = rollout(BatchedEnv(name, 4, reset="eager"), 3, 400)
-    lazy = rollout(BatchedEnv(name, 4, reset="lazy"), 3, 400)
+    eager_env, lazy_env = (BatchedEnv(name, 4, reset=r) for r in ("eager", "lazy"))
+    assert lazy_env.lazy and not eager_env.lazy  # gymnax's own step: lazy applies
+    eager, lazy = rollout(eager_env, 3, 400), rollout(lazy_env, 3, 400)
     ends = sum(int(d.sum()) for _, _, d in eager)
     assert ends > 30
     for (o1, r1, d1), (o2, r2, d2) in zip(eager, lazy, strict=True):
