@@ -132,6 +132,14 @@ def track_episodes(
     return new, completed_sum, completed_count
 
 
+def lazy_resets_apply(name: str) -> bool:
+    """Whether ``env_reset: lazy`` changes how ``name`` resets: lazy resets
+    re-create gymnax's auto-reset, so only for an env that uses gymnax's own
+    ``step`` (DeepSea-bsuite and BlocksWorld define theirs and keep it)."""
+    env, _ = make_gymnax(name)
+    return type(env).step is environment.Environment.step
+
+
 class BatchedEnv:
     """B parallel episodes of one environment, auto-reset, flat observations.
 
@@ -147,9 +155,7 @@ class BatchedEnv:
         self.num_envs = num_envs
         self.env, self.params = make_gymnax(name)
         self.spec = env_spec(name)
-        # Lazy resets re-create gymnax's auto-reset, so only for envs that use it.
-        gymnax_step = type(self.env).step is environment.Environment.step
-        self.lazy = reset == "lazy" and gymnax_step
+        self.lazy = reset == "lazy" and lazy_resets_apply(name)
 
     def _flat(self, obs: jax.Array) -> jax.Array:
         return obs.reshape(obs.shape[0], -1).astype(jnp.float32)

@@ -141,3 +141,19 @@ def test_an_env_with_its_own_step_keeps_it():
     assert not BatchedEnv("DeepSea-bsuite", 2, reset="lazy").lazy
     with pytest.raises(ValueError, match="reset must be one of"):
         BatchedEnv("CartPole-v1", 2, reset="never")
+
+
+def test_a_lazy_reset_that_cannot_apply_is_a_note():
+    """``env_reset: lazy`` on an env with its own step (DeepSea-bsuite) is said
+    before the run starts, not silently ignored; where it applies, no note."""
+    from marketjax.experiment.train_io import run_notes
+
+    data = {"name": "x", "algo": "ppo", "total_env_steps": 10, "env_reset": "lazy"}
+    deep_sea = parse_train_config({**data, "env": "DeepSea-bsuite"})
+    assert run_notes(deep_sea) == [
+        "env_reset: lazy does not apply to DeepSea-bsuite (it defines its own "
+        "step); its episodes reset as gymnax's step resets them (eager)"
+    ]
+    assert run_notes(parse_train_config({**data, "env": "CartPole-v1"})) == []
+    eager = parse_train_config({**data, "env": "DeepSea-bsuite", "env_reset": "eager"})
+    assert run_notes(eager) == []
