@@ -21,6 +21,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -31,8 +32,10 @@ from flax import struct
 from gymnax.environments import environment
 
 from marketjax.core.axes import any_across_runs
+from marketjax.core.schema import TrainConfig
 
-RESET_RULES = ("eager", "lazy")
+# The choices of the config's `env_reset` (one list: the schema's Literal).
+RESET_RULES = typing.get_args(typing.get_type_hints(TrainConfig)["env_reset"])
 
 # Our own environments: name -> factory returning (env, env_params) with gymnax's API.
 _CUSTOM_ENVS: dict[str, Callable[[], tuple[Any, Any]]] = {}
