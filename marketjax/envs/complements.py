@@ -52,7 +52,7 @@ class ComplementsParams(environment.EnvParams):
 
 def lock_reward(left: jax.Array, right: jax.Array, jam: float) -> jax.Array:
     """f32[...]: +1 if both keys turn to one position, -jam if to two, else 0."""
-    return lock_reward_keys(jnp.stack([left, right], -1), jam)
+    return lock_reward_keys(jnp.stack(jnp.broadcast_arrays(left, right), -1), jam)
 
 
 def lock_reward_keys(keys: jax.Array, jam: float) -> jax.Array:
