@@ -23,6 +23,12 @@ agent with probability ``Σ_i x_iL x_iR`` only.
 Observation: f32[2], the elapsed fraction ``t / T`` and the previous step's reward
 (so an agent can see whether the lock opened). Action: ``Discrete((m+1)**2)``,
 ``a = a_L + (m+1) a_R``.
+
+``Complements-mxK`` (``keys=K``, registered for ``4x3``) is the same lock with K
+keys: ``+1`` only when all K turn to one position, ``-jam`` when all K turn but not
+to one, 0 when any is idle (:func:`lock_reward_keys`); ``factor_rewards`` is
+``r / K`` per key and the action ``Discrete((m+1)**K)``, ``a = Σ_k a_k (m+1)^k``.
+With ``K = 2`` it is the two-key env above, number for number.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ class ComplementsParams(environment.EnvParams):
 
 def lock_reward(left: jax.Array, right: jax.Array, jam: float) -> jax.Array:
     """f32[...]: +1 if both keys turn to one position, -jam if to two, else 0."""
-    return lock_reward_keys(jnp.stack([left, right], -1), jam)
+    return lock_reward_keys(jnp.stack(jnp.broadcast_arrays(left, right), -1), jam)
 
 
 def lock_reward_keys(keys: jax.Array, jam: float) -> jax.Array:
@@ -67,7 +73,8 @@ def lock_reward_keys(keys: jax.Array, jam: float) -> jax.Array:
 
 
 class Complements(environment.Environment[ComplementsState, ComplementsParams]):
-    """Two complementary keys; gymnax API, factored actions (one per key)."""
+    """K (default two) complementary keys; gymnax API, factored actions (one
+    per key)."""
 
     def __init__(
         self, positions: int = 4, jam: float = 1.0, horizon: int = 16, keys: int = 2

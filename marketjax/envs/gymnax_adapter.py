@@ -11,8 +11,9 @@ reset for every episode at every step and selects it where the episode ended
 (``eager``, the default). ``lazy`` computes the same step and the same resets, from
 the same keys, but only at steps where some episode of the batch (of any run the
 runner vmaps) ended: the same episodes, the same numbers up to the last bits of
-the fused arithmetic, and about 5% faster on CartPole with one seed
-(docs/throughput.md).
+the fused arithmetic (which chaotic dynamics, Acrobot's, amplify over hundreds of
+steps), and about 5% faster on CartPole with one seed (docs/throughput.md;
+``scripts/lazy_reset_check.py`` compares the two on every env).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -31,8 +33,10 @@ from flax import struct
 from gymnax.environments import environment
 
 from marketjax.core.axes import any_across_runs
+from marketjax.core.schema import TrainConfig
 
-RESET_RULES = ("eager", "lazy")
+# The choices of the config's `env_reset` (one list: the schema's Literal).
+RESET_RULES = typing.get_args(typing.get_type_hints(TrainConfig)["env_reset"])
 
 # Our own environments: name -> factory returning (env, env_params) with gymnax's API.
 _CUSTOM_ENVS: dict[str, Callable[[], tuple[Any, Any]]] = {}
@@ -132,6 +136,14 @@ def track_episodes(
     return new, completed_sum, completed_count
 
 
+def lazy_resets_apply(name: str) -> bool:
+    """Whether ``env_reset: lazy`` changes how ``name`` resets: lazy resets
+    re-create gymnax's auto-reset, so only for an env that uses gymnax's own
+    ``step`` (DeepSea-bsuite and BlocksWorld define theirs and keep it)."""
+    env, _ = make_gymnax(name)
+    return type(env).step is environment.Environment.step
+
+
 class BatchedEnv:
     """B parallel episodes of one environment, auto-reset, flat observations.
 
@@ -147,9 +159,7 @@ class BatchedEnv:
         self.num_envs = num_envs
         self.env, self.params = make_gymnax(name)
         self.spec = env_spec(name)
-        # Lazy resets re-create gymnax's auto-reset, so only for envs that use it.
-        gymnax_step = type(self.env).step is environment.Environment.step
-        self.lazy = reset == "lazy" and gymnax_step
+        self.lazy = reset == "lazy" and lazy_resets_apply(name)
 
     def _flat(self, obs: jax.Array) -> jax.Array:
         return obs.reshape(obs.shape[0], -1).astype(jnp.float32)

@@ -28,7 +28,7 @@ def play_ppo(config, params, episodes: int, max_steps: int) -> dict:
     from marketjax.experiment.replay import BLOCK
 
     cfg = config.algo_config
-    env = BatchedEnv(config.env, episodes)
+    env = BatchedEnv(config.env, episodes, reset=config.env_reset)  # as trained
     spec = env.spec
     network = make_network(cfg, spec)
 

@@ -30,11 +30,12 @@ from pathlib import Path
 from flax import serialization
 
 import marketjax
-from marketjax.core.config import ConfigError, dump_yaml
+from marketjax.core.config import ConfigError, dump_yaml, load_yaml
 from marketjax.core.schema import RunnerConfig, TrainConfig
 from marketjax.experiment.checkpoint import write_json_atomic
 from marketjax.experiment.registry import (
     get_algorithm,
+    parse_train_config,
     sweep_points,
     train_config_to_dict,
 )
@@ -182,7 +183,7 @@ def check_fresh_or_resumable(
         saved = run_dir / "config.yaml"
         if not saved.is_file():
             raise ConfigError(f"cannot resume: {saved} does not exist")
-        if saved.read_text() != dump_yaml(train_config_to_dict(config)):
+        if not same_config(saved, config):
             raise ConfigError(f"cannot resume: the config differs from {saved}")
     elif entries:
         state = "finished" if (run_dir / SUMMARY).exists() else "interrupted"
@@ -190,6 +191,25 @@ def check_fresh_or_resumable(
             f"run directory {run_dir} exists ({state}); pass --resume to continue "
             "it, --overwrite to replace it, or choose another name"
         )
+
+
+def same_config(saved: Path, config: TrainConfig) -> bool:
+    """Whether the run's ``config.yaml`` is ``config``, compared as this code
+    resolves it: a key added to the schema after the run was written (absent from
+    its file) takes its default, which keeps the earlier behaviour (``env_reset:
+    eager``), so adding a key does not make every older run unresumable.
+
+    Raises:
+      ConfigError: the saved file no longer parses (one line naming it).
+    """
+    text = dump_yaml(train_config_to_dict(config))
+    if saved.read_text() == text:
+        return True
+    try:
+        resolved = parse_train_config(load_yaml(saved))
+    except ConfigError as e:
+        raise ConfigError(f"cannot resume: {saved}: {e}") from None
+    return dump_yaml(train_config_to_dict(resolved)) == text
 
 
 def read_checkpoint_payload(path: Path) -> tuple[dict, dict]:

@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from marketjax.core.config import ConfigError, dump_yaml
+from marketjax.envs.gymnax_adapter import lazy_resets_apply
 from marketjax.experiment import mesh, plots
 from marketjax.experiment import run_dir as rd
 from marketjax.experiment.checkpoint import (
@@ -112,6 +113,18 @@ def nonfinite_metrics(metrics: dict) -> list[str]:
     return bad
 
 
+def run_notes(config: TrainConfig) -> list[str]:
+    """Choices the run makes on the user's behalf (printed before it starts): the
+    algorithm's, and an ``env_reset: lazy`` that cannot apply to the env."""
+    notes = list(getattr(config.algo_config, "notes", lambda c: [])(config))
+    if config.env_reset == "lazy" and not lazy_resets_apply(config.env):
+        notes.append(
+            f"env_reset: lazy does not apply to {config.env} (it defines its own "
+            "step); its episodes reset as gymnax's step resets them (eager)"
+        )
+    return notes
+
+
 def train_and_write(
     config: TrainConfig,
     *,
@@ -142,7 +155,7 @@ def train_and_write(
     if resume and overwrite:  # checked first: overwrite would delete what to resume
         raise ConfigError("--resume and --overwrite exclude each other; pass one")
     check_memory(config)  # before any file is written
-    for note in getattr(config.algo_config, "notes", lambda c: [])(config):
+    for note in run_notes(config):
         print(f"note: {note}", file=sys.stderr)
     run_dir, created = rd.make_run_dir(config)
     status, owned = _Progress(), created  # a new directory is ours to remove

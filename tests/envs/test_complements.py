@@ -33,6 +33,10 @@ def test_lock_pays_only_for_matched_keys():
         lock_reward(left, right, 1.0), [0.0, 0.0, 0.0, 1.0, -1.0, 1.0]
     )
     np.testing.assert_array_equal(lock_reward(left, right, 0.25)[4], -0.25)
+    # One key against many (broadcast, as before the K-key rewrite).
+    np.testing.assert_array_equal(
+        lock_reward(jnp.int32(3), right, 1.0), [0, -1, 0, 1, -1, -1]
+    )
 
 
 def test_three_key_lock_by_hand():

@@ -1,9 +1,10 @@
 """Issue 14: malformed configs are one-line errors naming the key, before compiling.
 
 The table is generated from the schema: for every key of every section, a value of
-the wrong type and values just outside its range; plus unknown keys, non-string
-keys, duplicate keys, bad names. Parsing runs in-process; a few cases run the CLI
-to check the exit status, the single stderr line and that no directory is left.
+the wrong type and values just outside its range (for a choice, values that are
+none of its choices); plus unknown keys, non-string keys, duplicate keys, bad
+names. Parsing runs in-process; a few cases run the CLI to check the exit status,
+the single stderr line and that no directory is left.
 """
 
 import argparse
@@ -56,6 +57,9 @@ def _bad_values(hint, f):
         bad += [1.5, "2.5e0"]
     if hint is bool:
         bad += ["yes please", 2]
+    if typing.get_origin(hint) is typing.Literal:  # a choice: none of the choices
+        choices = typing.get_args(hint)
+        bad += ["not-a-choice", 1, True, [choices[0]], choices[0].upper()]
     return bad
 
 
@@ -72,7 +76,8 @@ def _cases():
     for cls, path in ((TrainConfig, ()), (RunnerConfig, ("runner",))):
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            if hints[f.name] not in (int, float, bool):
+            literal = typing.get_origin(hints[f.name]) is typing.Literal
+            if hints[f.name] not in (int, float, bool) and not literal:
                 continue
             dotted = ".".join((*path, f.name))
             for value in _bad_values(hints[f.name], f):
@@ -99,6 +104,7 @@ def test_every_malformed_value_is_one_line_naming_the_key(algo, path, value, key
 def test_the_table_covers_every_numeric_key():
     assert len(CASES) > 300
     assert {c[3] for c in CASES} >= {"'deep.lr", "'ppo.num_steps", "'runner.num_chunks"}
+    assert {"'env_reset", "'wide.valuation"} <= {c[3] for c in CASES}  # choices
 
 
 @pytest.mark.parametrize(

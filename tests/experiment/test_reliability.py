@@ -441,3 +441,26 @@ def test_watchdog_restarts_the_process_when_an_in_process_restart_stalls_too(
     assert lines[1].startswith("watchdog: chunk 3 has run")
     assert lines[2].startswith("watchdog: restarting the process: marketjax train")
     assert _rows(tmp_path / "out" / "tiny") == _rows(runs["finished"])
+
+
+def test_a_run_saved_before_a_schema_key_existed_still_resumes(tmp_path):
+    """A run directory written before ``env_reset`` existed has no such line in
+    its config.yaml; resuming it with the same config (the key at its default,
+    the behaviour the run had) must pass the check, while a real change of any
+    key (the new one included) is still refused, and a saved file that no longer
+    parses is one line naming it."""
+    config = parse_train_config(_data(tmp_path))
+    run = tmp_path / "run"
+    run.mkdir()
+    saved = run / "config.yaml"
+    text = dump_yaml(train_config_to_dict(config))
+    assert "env_reset: eager\n" in text
+    saved.write_text(text.replace("env_reset: eager\n", ""))
+    run_dir.check_fresh_or_resumable(config, run, resume=True, overwrite=False)
+    for changed in ({"seed": 1}, {"env_reset": "lazy"}):
+        other = parse_train_config({**_data(tmp_path), **changed})
+        with pytest.raises(ConfigError, match="cannot resume: the config differs"):
+            run_dir.check_fresh_or_resumable(other, run, resume=True, overwrite=False)
+    saved.write_text(text.replace("env_reset: eager", "env_reset: sometimes"))
+    with pytest.raises(ConfigError, match=r"config\.yaml: 'env_reset' must be"):
+        run_dir.check_fresh_or_resumable(config, run, resume=True, overwrite=False)

@@ -225,3 +225,44 @@ def test_frames_of_minatar_multicatch_and_cartpole_observations():
     red = np.argwhere((upright == (200, 60, 40)).all(-1))
     assert np.ptp(red[:, 1]) <= 2  # θ = 0: the pole is vertical
     assert not can_render("Pendulum-v1")
+
+
+def test_a_ppo_replay_resets_as_the_run_was_configured(monkeypatch):
+    """``replay_ppo`` builds its env with the run's ``env_reset`` (as the deep and
+    wide replays do through ``build_market``); on Catch both rules play the same
+    episodes to the bit."""
+    import jax
+    import jax.numpy as jnp
+
+    from marketjax.algos.ppo.trainer import make_network
+    from marketjax.envs.gymnax_adapter import env_spec
+    from marketjax.experiment import replay_ppo
+
+    built = []
+
+    class Recording(replay_ppo.BatchedEnv):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self.lazy)
+
+    monkeypatch.setattr(replay_ppo, "BatchedEnv", Recording)
+    records = []
+    for rule in ("eager", "lazy"):
+        config = parse_train_config(
+            {
+                "name": "ppo",
+                "algo": "ppo",
+                "env": "Catch-bsuite",
+                "total_env_steps": 64,
+                "env_reset": rule,
+                "ppo": {"hidden": [8]},
+            }
+        )
+        spec = env_spec(config.env)
+        network = make_network(config.algo_config, spec)
+        params = network.init(jax.random.key(0), jnp.zeros((1, spec.obs_dim)))
+        records.append(replay_ppo.play_ppo(config, params, 3, 64))
+    assert built == [False, True]
+    assert records[0]["done"].sum() >= 3  # every episode ended at least once
+    for key in records[0]:
+        np.testing.assert_array_equal(records[0][key], records[1][key])

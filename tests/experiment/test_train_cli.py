@@ -87,7 +87,7 @@ def test_cli_config_error_is_one_line_and_exit_2(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "config error: unknown key 'num_env' (did you mean 'num_envs'?); valid keys: "
-        "algo, deep, env, name, num_envs, num_seeds, runner, seed, sweep, "
+        "algo, deep, env, env_reset, name, num_envs, num_seeds, runner, seed, sweep, "
         "total_env_steps"
     )
 
