@@ -23,6 +23,7 @@ import numpy as np
 from marketjax.algos import hayek
 from marketjax.core.config import apply_overrides, load_yaml
 from marketjax.envs.blocks_world import MOVES, solver_rules
+from marketjax.envs.gymnax_adapter import make_gymnax
 from marketjax.experiment.registry import parse_train_config
 from marketjax.experiment.runner import as_params
 
@@ -39,6 +40,14 @@ def main(updates: int, overrides: list[str]) -> dict:
     cond = jnp.asarray(np.stack([c for c, _, _ in PLANTED]))  # i32[5, D]
     move = jnp.asarray([MOVES.index(m) for _, m, _ in PLANTED], jnp.int32)  # i32[5]
     log_bid = jnp.log(jnp.asarray([b for *_, b in PLANTED], jnp.float32))  # f32[5]
+    names = make_gymnax(config.env)[0].feature_names
+    extra = len(names) - cond.shape[1]  # log_n (size_feature): no condition on it
+    cond = jnp.pad(cond, ((0, 0), (0, extra)))
+    # With log n among the features the planted bids start proportional to n
+    # (the reward is 10n): bid·n, weight 1 on log n.
+    w0 = jnp.zeros((k, len(names)), jnp.float32)
+    if names[-1] == "log_n":
+        w0 = w0.at[:, -1].set(1.0)
 
     def run(key):
         state = trainer.init(key, params)
@@ -51,7 +60,7 @@ def main(updates: int, overrides: list[str]) -> dict:
             },
             "bid": {
                 "log_bid": p["bid"]["log_bid"].at[:k].set(log_bid),
-                "w": p["bid"]["w"].at[:k].set(0.0),
+                "w": p["bid"]["w"].at[:k].set(w0),
             },
         }
         market = state.market.replace(population=pop.replace(params=p))
@@ -71,7 +80,7 @@ def main(updates: int, overrides: list[str]) -> dict:
         "solved_fraction_by_size": solved["solved_fraction_by_size"],
         "planted_wealth_seed0": np.asarray(pop0.wealth[:k]).round(1).tolist(),
         "planted_kept_seed0": kept.tolist(),
-        "richest_rules_seed0": hayek.describe_rules(pop0, 6),
+        "richest_rules_seed0": hayek.describe_rules(pop0, 6, names),
     }
 
 

@@ -69,7 +69,8 @@ class DeepConfig(MarketConfig):
     )
     bid_target: Literal[BID_TARGETS] = field(
         "price",
-        doc="price: bids regress on budgeted prices; value: on unbudgeted bids",
+        doc="price: bids regress on budgeted prices; value: on unbudgeted bids; "
+        "net: on prices, less the owner's price on time (owner_rent)",
     )
     reserve: float = field(
         0.0,

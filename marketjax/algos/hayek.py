@@ -149,7 +149,7 @@ def solved_by_size(final_state, config: TrainConfig, key=None) -> dict:
     hc: HayekConfig = config.algo_config
     env, _ = make_gymnax(config.env)
     big = env.resized(max(max(hc.eval_sizes), env.max_blocks))
-    family = make_family(hc.family, len(FEATURES), len(MOVES))
+    family = make_family(hc.family, len(env.feature_names), len(MOVES))
     pops = final_state.market.population
     seeds = jax.tree.leaves(pops.wealth)[0].shape[0]
     key = jax.random.key(config.seed + 12345) if key is None else key
@@ -172,25 +172,27 @@ def solved_by_size(final_state, config: TrainConfig, key=None) -> dict:
     }
 
 
-def describe_rules(population, top: int = 8) -> list[str]:
-    """The ``top`` richest living rules of one seed as readable lines."""
+def describe_rules(population, top: int = 8, names=FEATURES) -> list[str]:
+    """The ``top`` richest living rules of one seed as readable lines (``names``:
+    the observation's features, the env's ``feature_names``)."""
     wealth = np.asarray(population.wealth)
     cond = np.asarray(population.params["action"]["cond"])
     move = np.asarray(population.params["action"]["move"])
     log_bid = np.asarray(population.params["bid"]["log_bid"])
     w = np.asarray(population.params["bid"]["w"])
-    p = FEATURES.index("progress")
+    p = names.index("progress")
     lines = []
     for i in np.argsort(-wealth)[:top]:
         terms = [
             (name if c == 1 else f"not {name}")
-            for name, c in zip(FEATURES, cond[i], strict=True)
+            for name, c in zip(names, cond[i], strict=True)
             if c
         ]
         src, dst = MOVES[int(move[i])]
+        size = f" x n^{w[i, -1]:.3g}" if names[-1] == "log_n" else ""
         lines.append(
             f"{' & '.join(terms) or 'always'} -> move {src}->{dst} "
-            f"(bid {np.exp(log_bid[i]):.3g} x {np.exp(w[i, p]):.3g}^progress, "
+            f"(bid {np.exp(log_bid[i]):.3g} x {np.exp(w[i, p]):.3g}^progress{size}, "
             f"wealth {wealth[i]:.3g})"
         )
     return lines
@@ -200,7 +202,8 @@ def report(final_state, config: TrainConfig, out_dir) -> dict:
     """The runner's hook: solved fractions into summary.json, ``solved.png``."""
     extra = solved_by_size(final_state, config)
     pop0 = jax.tree.map(lambda x: x[0], final_state.market.population)
-    extra["richest_rules_seed0"] = describe_rules(jax.device_get(pop0))
+    names = make_gymnax(config.env)[0].feature_names
+    extra["richest_rules_seed0"] = describe_rules(jax.device_get(pop0), 8, names)
     plot_solved(extra, Path(out_dir) / "solved.png", config.name)
     return extra
 

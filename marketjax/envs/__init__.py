@@ -27,5 +27,10 @@ register_env("BlocksWorld", make_blocks_world)
 register_env(
     "BlocksWorld-r10", functools.partial(make_blocks_world, reward_per_block=10.0)
 )
+# ... and with log n among the features, for bids that scale with the reward 10n.
+register_env(
+    "BlocksWorld-r10-n",
+    functools.partial(make_blocks_world, reward_per_block=10.0, size_feature=True),
+)
 # Seed 002 §3, dynamic scale: the depth of the solution is set by the input.
 register_env("ReachTarget", make_reach_target)

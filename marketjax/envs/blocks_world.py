@@ -49,6 +49,9 @@ FEATURES: tuple[str, ...] = (
     "needed_in3",  # some block of stack 3 has the needed colour
     "progress",  # NOT 0/1: correct prefix length of stack 1 / n, in [0, 1]
 )
+# With ``size_feature``: one more number, log n, so that a rule's log-linear bid
+# exp(log_bid + obs·w) can scale with the reward 10n (w = 1 on it: a bid ∝ n).
+SIZE_FEATURES: tuple[str, ...] = (*FEATURES, "log_n")
 EMPTY = -1
 
 
@@ -132,6 +135,9 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
       step_factor: the step limit is ``step_factor · n``.
       start_blocks: first instances have n uniform in [1, start_blocks].
       reward_per_block: the reward for solving is this times n.
+      size_feature: append log n to the observation (:data:`SIZE_FEATURES`), so
+        that bids can track the value of a state, which scales with the reward
+        ``reward_per_block · n``; the default (False) is the 9 features alone.
     """
 
     def __init__(
@@ -141,6 +147,7 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
         step_factor: int = 10,
         start_blocks: int = 2,
         reward_per_block: float = 1.0,
+        size_feature: bool = False,
     ):
         super().__init__()
         self.max_blocks = int(max_blocks)
@@ -148,6 +155,12 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
         self.step_factor = int(step_factor)
         self.start_blocks = int(min(start_blocks, max_blocks))
         self.reward_per_block = float(reward_per_block)
+        self.size_feature = bool(size_feature)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of the observation's entries (:data:`FEATURES`, + log_n)."""
+        return SIZE_FEATURES if self.size_feature else FEATURES
 
     def resized(self, max_blocks: int) -> BlocksWorld:
         """The same world with room for ``max_blocks`` blocks (for evaluation)."""
@@ -157,6 +170,7 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
             self.step_factor,
             self.start_blocks,
             self.reward_per_block,
+            self.size_feature,
         )
 
     @property
@@ -238,8 +252,13 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
         return state.time >= self.step_factor * state.n
 
     def get_obs(self, state: BlocksState, params=None, key=None) -> jax.Array:
-        """f32[9]: :func:`features` of the stacks."""
-        return features(state.stacks, state.heights)
+        """f32[9]: :func:`features` of the stacks (f32[10] with ``size_feature``:
+        then log n)."""
+        obs = features(state.stacks, state.heights)
+        if self.size_feature:
+            log_n = jnp.log(jnp.maximum(state.n, 1).astype(jnp.float32))
+            obs = jnp.concatenate([obs, log_n[None]])
+        return obs
 
     @property
     def name(self) -> str:
@@ -253,7 +272,8 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
         return spaces.Discrete(len(MOVES))
 
     def observation_space(self, params: BlocksParams) -> spaces.Box:
-        return spaces.Box(0.0, 1.0, (len(FEATURES),), jnp.float32)
+        high = np.log(self.max_blocks) if self.size_feature else 1.0
+        return spaces.Box(0.0, high, (len(self.feature_names),), jnp.float32)
 
     def state_space(self, params: BlocksParams) -> spaces.Dict:
         m = self.max_blocks
