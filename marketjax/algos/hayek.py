@@ -61,6 +61,21 @@ class HayekConfig(deep.DeepConfig):
         hi=1e30,
         doc="flat charge per step of holding the world, on top of rent (price on time)",
     )
+    size_weight: float = field(
+        0.0,
+        lo=-1e3,
+        hi=1e3,
+        static=True,
+        doc="a fresh rule's bid weight on log n (env BlocksWorld-r10-n): 1 starts "
+        "bids proportional to n, as the reward 10n is",
+    )
+    cond_care: float = field(
+        0.5,
+        lo=0.0,
+        hi=1.0,
+        static=True,
+        doc="P(a drawn rule condition cares about a feature); lower: more general",
+    )
     eval_sizes: tuple[int, ...] = field(
         (2, 4, 8, 16, 32, 64, 100, 200),
         lo=1,
@@ -79,6 +94,11 @@ class HayekConfig(deep.DeepConfig):
             )
         if self.family != "rules":
             raise ConfigError(f"'hayek.family' must be rules, got {self.family}")
+        if self.size_weight and not env.size_feature:
+            raise ConfigError(
+                f"'hayek.size_weight' weighs log n, which {config.env} does not "
+                "observe; use env BlocksWorld-r10-n"
+            )
         self.check_common(config, "hayek")
 
 

@@ -113,3 +113,22 @@ def test_random_instances_deal_the_goal_blocks_and_start_unsolved():
         assert not bool(solved(st.stacks))
     assert env_spec("BlocksWorld").obs_dim == len(FEATURES)
     assert env_spec("BlocksWorld").num_actions == 6
+
+
+def test_the_size_feature_appends_log_n_and_survives_resizing():
+    # goal 0 1 2 0 (n = 4): the 9 features as before, then log 4.
+    st = from_lists([0, 1, 2, 0], [0], [1, 2], [0, 1], M)
+    plain = np.asarray(BlocksWorld(M).get_obs(st))
+    sized = BlocksWorld(M, size_feature=True)
+    obs = np.asarray(sized.get_obs(st))
+    assert obs.shape == (len(FEATURES) + 1,)
+    np.testing.assert_array_equal(obs[:-1], plain)
+    np.testing.assert_allclose(obs[-1], np.log(4.0), rtol=1e-6)
+    assert sized.feature_names == (*FEATURES, "log_n")
+    assert BlocksWorld(M).feature_names == FEATURES
+    big = sized.resized(100)
+    assert big.size_feature and big.max_blocks == 100
+    obs, st = big.reset_sized(jax.random.key(0), 64)
+    np.testing.assert_allclose(float(obs[-1]), np.log(64.0), rtol=1e-6)
+    assert env_spec("BlocksWorld-r10-n").obs_dim == len(FEATURES) + 1
+    assert env_spec("BlocksWorld-r10").obs_dim == len(FEATURES)
