@@ -3,12 +3,13 @@
 Plants the five hand-written Blocks World rules that solve 100% of 100-block
 instances (``tests/algos/test_hayek.py``: clear stack 1, fetch the next block
 needed from stack 2 or 3, dig for it) into slots 0–4 of a random economy of
-``configs/hayek_blocks.yaml`` (with any overrides), trains ``UPDATES`` updates of
+``configs/hayek_blocks_selection.yaml`` (or ``--config PATH``; with any
+overrides), trains ``UPDATES`` updates of
 two seeds, and prints one JSON line: the solved fractions by size (greedy, fresh
 instances, as ``summary.json``), the planted slots' final wealth and whether each
 still holds its planted rule, and the richest rules of seed 0.
 
-    PYTHONPATH=$PWD python scripts/hayek_planted.py UPDATES [key=value ...]
+    PYTHONPATH=$PWD python scripts/hayek_planted.py UPDATES [--config PATH] [key=value ...]
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ from marketjax.experiment.runner import as_params
 PLANTED = solver_rules()
 
 
-def main(updates: int, overrides: list[str]) -> dict:
-    data = load_yaml("configs/hayek_blocks.yaml")
+BASE = "configs/hayek_blocks_selection.yaml"  # the docs' planted rows ran on it
+
+
+def main(updates: int, overrides: list[str], path: str = BASE) -> dict:
+    data = load_yaml(path)
     sizes = ["hayek.eval_sizes=[2,4,8,16]", "hayek.eval_episodes=50"]
     config = parse_train_config(apply_overrides(data, sizes + overrides))
     trainer = hayek.make_trainer(config)
@@ -75,6 +79,7 @@ def main(updates: int, overrides: list[str]) -> dict:
     pop0 = jax.device_get(jax.tree.map(lambda x: x[0], state.market.population))
     kept = np.all(np.asarray(pop0.params["action"]["cond"][:k]) == np.asarray(cond), 1)
     return {
+        "config": path,
         "overrides": overrides,
         "updates": updates,
         "solved_fraction_by_size": solved["solved_fraction_by_size"],
@@ -85,4 +90,8 @@ def main(updates: int, overrides: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(int(sys.argv[1]), sys.argv[2:])))
+    args = sys.argv[2:]
+    path = BASE
+    if args[:1] == ["--config"]:
+        path, args = args[1], args[2:]
+    print(json.dumps(main(int(sys.argv[1]), args, path)))

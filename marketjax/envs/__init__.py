@@ -32,5 +32,12 @@ register_env(
     "BlocksWorld-r10-n",
     functools.partial(make_blocks_world, reward_per_block=10.0, size_feature=True),
 )
+# ... and half of the instances revisit a size drawn in [1, the slot's level].
+register_env(
+    "BlocksWorld-r10-n-mix",
+    functools.partial(
+        make_blocks_world, reward_per_block=10.0, size_feature=True, revisit=0.5
+    ),
+)
 # Seed 002 §3, dynamic scale: the depth of the solution is set by the input.
 register_env("ReachTarget", make_reach_target)
