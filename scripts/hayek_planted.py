@@ -9,7 +9,7 @@ two seeds, and prints one JSON line: the solved fractions by size (greedy, fresh
 instances, as ``summary.json``), the planted slots' final wealth and whether each
 still holds its planted rule, and the richest rules of seed 0.
 
-    PYTHONPATH=$PWD python scripts/hayek_planted.py UPDATES [--config PATH] [key=value ...]
+    PYTHONPATH=$PWD python scripts/hayek_planted.py UPDATES [--config PATH] [k=v ...]
 """
 
 from __future__ import annotations

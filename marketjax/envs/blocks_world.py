@@ -248,9 +248,9 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
         truncated = self.is_truncated(state_st, params) & ~terminated
         done = terminated | truncated
         at = state.n if state.level is None else state.level
-        level = jnp.clip(
-            at + jnp.where(terminated, 1, -1), 1, self.max_blocks
-        ).astype(jnp.int32)
+        level = jnp.clip(at + jnp.where(terminated, 1, -1), 1, self.max_blocks).astype(
+            jnp.int32
+        )
         if state.level is None:
             obs_re, state_re = self.reset_sized(k_reset, level)
         else:  # the staircase moves on instances at the level; some revisit

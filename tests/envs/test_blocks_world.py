@@ -155,6 +155,8 @@ def test_revisits_draw_sizes_below_the_level_and_only_level_instances_move_it():
     _, new, *_ = env.step(jax.random.key(0), late, jnp.int32(0))
     assert int(new.level) == 2 and 1 <= int(new.n) <= 2
     # revisit 0 (the default): no level is carried, n is the staircase
-    _, new, *_ = BlocksWorld(M).step(jax.random.key(0), solve.replace(level=None), fetch)
+    _, new, *_ = BlocksWorld(M).step(
+        jax.random.key(0), solve.replace(level=None), fetch
+    )
     assert new.level is None and int(new.n) == 4
     assert env_spec("BlocksWorld-r10-n-mix").obs_dim == len(FEATURES) + 1
