@@ -126,6 +126,8 @@ def make_family(
     bid_init: float = 1.0,
     bid_spread: float = 0.0,
     norm: str = "layer",
+    rule_size_weight: float = 0.0,
+    rule_care_prob: float = 0.5,
 ) -> AgentFamily:
     """Builds an agent family for observations f32[obs_dim] and discrete actions.
 
@@ -145,13 +147,21 @@ def make_family(
         every agent starts at ``bid_init``).
       norm: one of :data:`NORMS`, the normalisation when ``layer_norm`` is set
         (``"rms"``: RMSNorm, cheaper to differentiate; see :class:`MLP`).
+      rule_size_weight: ``rules`` only: a fresh rule's bid weight on the LAST
+        feature (Blocks World's log n with ``size_feature``: 1 starts every bid
+        proportional to n, as the reward 10n is); 0, the default, starts all
+        weights at 0.
+      rule_care_prob: ``rules`` only: the probability that a drawn condition
+        cares about a feature (then true or false equally; default 1/2).
     """
     if name not in FAMILIES:
         raise ValueError(f"unknown agent family {name!r}; expected one of {FAMILIES}")
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
     if name == "rules":
-        return rule_family(obs_dim, num_actions, action_flip_prob)
+        return rule_family(
+            obs_dim, num_actions, action_flip_prob, rule_size_weight, rule_care_prob
+        )
     if name == "conv":
         if obs_shape is None or len(obs_shape) != 3:
             raise ValueError(
@@ -249,7 +259,11 @@ def rule_matches(cond: jax.Array, obs: jax.Array) -> jax.Array:
 
 
 def rule_family(
-    obs_dim: int, num_actions: int, action_flip_prob: float = 0.2
+    obs_dim: int,
+    num_actions: int,
+    action_flip_prob: float = 0.2,
+    size_weight: float = 0.0,
+    care_prob: float = 0.5,
 ) -> AgentFamily:
     """Baum's Hayek agents: "if condition then action, bidding b" (Baum 1999).
 
@@ -261,13 +275,21 @@ def rule_family(
     probability 1/2 (then true or false equally) and bids around 1. A mutated
     clone redraws each condition with probability 1/D, its action with
     probability ``action_flip_prob``, and adds N(0, scale²) to log_bid and to each
-    weight.
+    weight. ``size_weight``: a fresh rule's weight on the last feature (a size,
+    such as Blocks World's log n: its bid then starts ∝ n^size_weight).
+    ``care_prob``: the probability that a drawn condition (fresh, or redrawn by
+    mutation) cares about a feature; below 1/2 fresh rules are more general (a
+    rule of the reference program cares about 1–4 of the 9 features).
     """
+    w0 = jnp.zeros((obs_dim,), jnp.float32)
+    if size_weight:
+        w0 = w0.at[-1].set(size_weight)
 
     def draw_cond(key, shape):
         u = jax.random.uniform(key, shape)
+        ignore, true = 1.0 - care_prob, 1.0 - 0.5 * care_prob  # 0.5, 0.75 default
         return jnp.where(
-            u < 0.5, DONT_CARE, jnp.where(u < 0.75, REQUIRE_TRUE, REQUIRE_FALSE)
+            u < ignore, DONT_CARE, jnp.where(u < true, REQUIRE_TRUE, REQUIRE_FALSE)
         ).astype(jnp.int32)
 
     def init(key):
@@ -279,7 +301,7 @@ def rule_family(
             },
             "bid": {
                 "log_bid": 0.5 * jax.random.normal(k_bid, ()),  # f32[]
-                "w": jnp.zeros((obs_dim,), jnp.float32),  # f32[D]
+                "w": w0,  # f32[D]
             },
         }
 

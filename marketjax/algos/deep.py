@@ -69,7 +69,8 @@ class DeepConfig(MarketConfig):
     )
     bid_target: Literal[BID_TARGETS] = field(
         "price",
-        doc="price: bids regress on budgeted prices; value: on unbudgeted bids",
+        doc="price: bids regress on budgeted prices; value: on unbudgeted bids; "
+        "net: on prices, less the owner's price on time (owner_rent)",
     )
     reserve: float = field(
         0.0,
@@ -165,6 +166,8 @@ def build_market(config: TrainConfig, num_envs: int) -> DeepMarket:
         bid_init=dc.bid_init,
         bid_spread=dc.bid_spread,
         norm=dc.norm,
+        rule_size_weight=getattr(dc, "size_weight", 0.0),
+        rule_care_prob=getattr(dc, "cond_care", 0.5),
     )
     return DeepMarket(
         env,

@@ -61,6 +61,21 @@ class HayekConfig(deep.DeepConfig):
         hi=1e30,
         doc="flat charge per step of holding the world, on top of rent (price on time)",
     )
+    size_weight: float = field(
+        0.0,
+        lo=-1e3,
+        hi=1e3,
+        static=True,
+        doc="a fresh rule's bid weight on log n (env BlocksWorld-r10-n): 1 starts "
+        "bids proportional to n, as the reward 10n is",
+    )
+    cond_care: float = field(
+        0.5,
+        lo=0.0,
+        hi=1.0,
+        static=True,
+        doc="P(a drawn rule condition cares about a feature); lower: more general",
+    )
     eval_sizes: tuple[int, ...] = field(
         (2, 4, 8, 16, 32, 64, 100, 200),
         lo=1,
@@ -79,6 +94,11 @@ class HayekConfig(deep.DeepConfig):
             )
         if self.family != "rules":
             raise ConfigError(f"'hayek.family' must be rules, got {self.family}")
+        if self.size_weight and not env.size_feature:
+            raise ConfigError(
+                f"'hayek.size_weight' weighs log n, which {config.env} does not "
+                "observe; use env BlocksWorld-r10-n"
+            )
         self.check_common(config, "hayek")
 
 
@@ -149,7 +169,7 @@ def solved_by_size(final_state, config: TrainConfig, key=None) -> dict:
     hc: HayekConfig = config.algo_config
     env, _ = make_gymnax(config.env)
     big = env.resized(max(max(hc.eval_sizes), env.max_blocks))
-    family = make_family(hc.family, len(FEATURES), len(MOVES))
+    family = make_family(hc.family, len(env.feature_names), len(MOVES))
     pops = final_state.market.population
     seeds = jax.tree.leaves(pops.wealth)[0].shape[0]
     key = jax.random.key(config.seed + 12345) if key is None else key
@@ -172,25 +192,27 @@ def solved_by_size(final_state, config: TrainConfig, key=None) -> dict:
     }
 
 
-def describe_rules(population, top: int = 8) -> list[str]:
-    """The ``top`` richest living rules of one seed as readable lines."""
+def describe_rules(population, top: int = 8, names=FEATURES) -> list[str]:
+    """The ``top`` richest living rules of one seed as readable lines (``names``:
+    the observation's features, the env's ``feature_names``)."""
     wealth = np.asarray(population.wealth)
     cond = np.asarray(population.params["action"]["cond"])
     move = np.asarray(population.params["action"]["move"])
     log_bid = np.asarray(population.params["bid"]["log_bid"])
     w = np.asarray(population.params["bid"]["w"])
-    p = FEATURES.index("progress")
+    p = names.index("progress")
     lines = []
     for i in np.argsort(-wealth)[:top]:
         terms = [
             (name if c == 1 else f"not {name}")
-            for name, c in zip(FEATURES, cond[i], strict=True)
+            for name, c in zip(names, cond[i], strict=True)
             if c
         ]
         src, dst = MOVES[int(move[i])]
+        size = f" x n^{w[i, -1]:.3g}" if names[-1] == "log_n" else ""
         lines.append(
             f"{' & '.join(terms) or 'always'} -> move {src}->{dst} "
-            f"(bid {np.exp(log_bid[i]):.3g} x {np.exp(w[i, p]):.3g}^progress, "
+            f"(bid {np.exp(log_bid[i]):.3g} x {np.exp(w[i, p]):.3g}^progress{size}, "
             f"wealth {wealth[i]:.3g})"
         )
     return lines
@@ -200,7 +222,8 @@ def report(final_state, config: TrainConfig, out_dir) -> dict:
     """The runner's hook: solved fractions into summary.json, ``solved.png``."""
     extra = solved_by_size(final_state, config)
     pop0 = jax.tree.map(lambda x: x[0], final_state.market.population)
-    extra["richest_rules_seed0"] = describe_rules(jax.device_get(pop0))
+    names = make_gymnax(config.env)[0].feature_names
+    extra["richest_rules_seed0"] = describe_rules(jax.device_get(pop0), 8, names)
     plot_solved(extra, Path(out_dir) / "solved.png", config.name)
     return extra
 

@@ -29,5 +29,17 @@ register_env("BlocksWorld", make_blocks_world)
 register_env(
     "BlocksWorld-r10", functools.partial(make_blocks_world, reward_per_block=10.0)
 )
+# ... and with log n among the features, for bids that scale with the reward 10n.
+register_env(
+    "BlocksWorld-r10-n",
+    functools.partial(make_blocks_world, reward_per_block=10.0, size_feature=True),
+)
+# ... and half of the instances revisit a size drawn in [1, the slot's level].
+register_env(
+    "BlocksWorld-r10-n-mix",
+    functools.partial(
+        make_blocks_world, reward_per_block=10.0, size_feature=True, revisit=0.5
+    ),
+)
 # Seed 002 §3, dynamic scale: the depth of the solution is set by the input.
 register_env("ReachTarget", make_reach_target)

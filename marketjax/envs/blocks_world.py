@@ -49,6 +49,9 @@ FEATURES: tuple[str, ...] = (
     "needed_in3",  # some block of stack 3 has the needed colour
     "progress",  # NOT 0/1: correct prefix length of stack 1 / n, in [0, 1]
 )
+# With ``size_feature``: one more number, log n, so that a rule's log-linear bid
+# exp(log_bid + obs·w) can scale with the reward 10n (w = 1 on it: a bid ∝ n).
+SIZE_FEATURES: tuple[str, ...] = (*FEATURES, "log_n")
 EMPTY = -1
 
 
@@ -60,6 +63,9 @@ class BlocksState(environment.EnvState):
     heights: jax.Array  # i32[4]
     n: jax.Array  # i32[], blocks in this instance
     time: jax.Array  # i32[], steps taken in this instance
+    # i32[], the slot's staircase level (only with ``revisit`` > 0; else None and
+    # the level is n)
+    level: Any = None
 
 
 @struct.dataclass
@@ -132,6 +138,14 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
       step_factor: the step limit is ``step_factor · n``.
       start_blocks: first instances have n uniform in [1, start_blocks].
       reward_per_block: the reward for solving is this times n.
+      size_feature: append log n to the observation (:data:`SIZE_FEATURES`), so
+        that bids can track the value of a state, which scales with the reward
+        ``reward_per_block · n``; the default (False) is the 9 features alone.
+      revisit: the probability that a slot's next instance has n drawn uniformly
+        in [1, level] instead of the staircase's level (which moves only on
+        instances played at the level); 0, the default, is the plain staircase.
+        Rules whose bids scale with n must meet every n to keep their bids in
+        order at every n.
     """
 
     def __init__(
@@ -141,6 +155,8 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
         step_factor: int = 10,
         start_blocks: int = 2,
         reward_per_block: float = 1.0,
+        size_feature: bool = False,
+        revisit: float = 0.0,
     ):
         super().__init__()
         self.max_blocks = int(max_blocks)
@@ -148,6 +164,13 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
         self.step_factor = int(step_factor)
         self.start_blocks = int(min(start_blocks, max_blocks))
         self.reward_per_block = float(reward_per_block)
+        self.size_feature = bool(size_feature)
+        self.revisit = float(revisit)
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Names of the observation's entries (:data:`FEATURES`, + log_n)."""
+        return SIZE_FEATURES if self.size_feature else FEATURES
 
     def resized(self, max_blocks: int) -> BlocksWorld:
         """The same world with room for ``max_blocks`` blocks (for evaluation)."""
@@ -157,6 +180,8 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
             self.step_factor,
             self.start_blocks,
             self.reward_per_block,
+            self.size_feature,
+            self.revisit,
         )
 
     @property
@@ -164,9 +189,10 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
         return BlocksParams()
 
     def reset_sized(
-        self, key: jax.Array, n: jax.Array
+        self, key: jax.Array, n: jax.Array, level: jax.Array | None = None
     ) -> tuple[jax.Array, BlocksState]:
-        """A fresh random instance with ``n`` blocks (1 <= n <= M)."""
+        """A fresh random instance with ``n`` blocks (1 <= n <= M); ``level``:
+        the slot's staircase level (with ``revisit``; default n)."""
         m = self.max_blocks
         k_col, k_perm, k_deal = jax.random.split(key, 3)
         n = jnp.clip(jnp.asarray(n, jnp.int32), 1, m)
@@ -189,6 +215,8 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
             lambda: (stacks, heights),
         )
         state = BlocksState(time=jnp.int32(0), stacks=stacks, heights=heights, n=n)
+        if self.revisit > 0.0:
+            state = state.replace(level=n if level is None else jnp.int32(level))
         return self.get_obs(state), state
 
     def reset_env(self, key: jax.Array, params: BlocksParams):
@@ -219,10 +247,19 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
         )
         truncated = self.is_truncated(state_st, params) & ~terminated
         done = terminated | truncated
-        level = jnp.clip(
-            state.n + jnp.where(terminated, 1, -1), 1, self.max_blocks
-        ).astype(jnp.int32)
-        obs_re, state_re = self.reset_sized(k_reset, level)
+        at = state.n if state.level is None else state.level
+        level = jnp.clip(at + jnp.where(terminated, 1, -1), 1, self.max_blocks).astype(
+            jnp.int32
+        )
+        if state.level is None:
+            obs_re, state_re = self.reset_sized(k_reset, level)
+        else:  # the staircase moves on instances at the level; some revisit
+            level = jnp.where(state.n == state.level, level, state.level)
+            k_reset, k_mix, k_small = jax.random.split(k_reset, 3)
+            mix = jax.random.uniform(k_mix) < self.revisit
+            small = jax.random.randint(k_small, (), 1, level + 1)
+            size = jnp.where(mix, small, level)
+            obs_re, state_re = self.reset_sized(k_reset, size, level)
         pick = lambda a, b: jax.lax.select(done, a, b)
         state_out = jax.tree.map(pick, state_re, state_st)
         obs = pick(obs_re, obs_st)
@@ -238,8 +275,13 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
         return state.time >= self.step_factor * state.n
 
     def get_obs(self, state: BlocksState, params=None, key=None) -> jax.Array:
-        """f32[9]: :func:`features` of the stacks."""
-        return features(state.stacks, state.heights)
+        """f32[9]: :func:`features` of the stacks (f32[10] with ``size_feature``:
+        then log n)."""
+        obs = features(state.stacks, state.heights)
+        if self.size_feature:
+            log_n = jnp.log(jnp.maximum(state.n, 1).astype(jnp.float32))
+            obs = jnp.concatenate([obs, log_n[None]])
+        return obs
 
     @property
     def name(self) -> str:
@@ -253,7 +295,8 @@ class BlocksWorld(environment.Environment[BlocksState, BlocksParams]):
         return spaces.Discrete(len(MOVES))
 
     def observation_space(self, params: BlocksParams) -> spaces.Box:
-        return spaces.Box(0.0, 1.0, (len(FEATURES),), jnp.float32)
+        high = np.log(self.max_blocks) if self.size_feature else 1.0
+        return spaces.Box(0.0, high, (len(self.feature_names),), jnp.float32)
 
     def state_space(self, params: BlocksParams) -> spaces.Dict:
         m = self.max_blocks

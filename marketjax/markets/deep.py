@@ -27,7 +27,11 @@ raw env against 0.50× for the equal share, one elementwise ``min``; the default
 a budgeted bid; ``bid_target="value"`` instead reports (for learning only) what the
 next owner's unbudgeted bid says the stream is worth, so capped prices do not cap
 the values agents learn (docs/deep_market.md, "CartPole: the price of binding
-money"). Payments are the same under both.
+money"). ``bid_target="net"`` reports the price, but the reward a holder learns
+from is net of the price on time it pays for the step (``owner_rent``): its
+learned bid is then what holding the state is worth after paying for the time
+still to come (Baum's Hayek: an undo buys at V(s) and sells at V(s') < V(s)).
+Payments are the same under all three.
 """
 
 from __future__ import annotations
@@ -103,7 +107,10 @@ class StepRecord(NamedTuple):
     action: jax.Array | None = None  # i32[B], action taken (qnet: its Q output)
 
 
-BID_TARGETS = ("price", "value")  # what a holder's bid regresses on (above)
+# What a holder's bid regresses on (above); "net": the price, less the owner's
+# charge per step held (``owner_rent``), so that learned bids fall with the time
+# still needed and an undo (which adds time) buys high and sells low.
+BID_TARGETS = ("price", "value", "net")
 
 
 def budgeted_bids(raw: jax.Array, budget: jax.Array, rule: str = "share") -> jax.Array:
@@ -392,13 +399,16 @@ class DeepMarket:
             credit = jnp.concatenate([rec.value_credit[1:], last_value[None]], 0)
         else:
             credit = jnp.concatenate([rec.credit[1:], last.credit[None]], axis=0)
+        reward = rec.reward  # f32[T, B]
+        if self.bid_target == "net" and params.owner_rent is not None:
+            reward = reward - jnp.where(rec.winner >= 0, params.owner_rent, 0.0)
         return Experience(
             obs=rec.obs,
             owner=rec.winner[..., None],
             output=(jnp.zeros_like(rec.winner) if rec.action is None else rec.action)[
                 ..., None
             ],
-            reward=rec.reward[..., None],
+            reward=reward[..., None],
             credit_next=credit[..., None],
             done=rec.done,
         )

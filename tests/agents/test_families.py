@@ -130,3 +130,33 @@ def test_a_qnet_program_bids_its_best_value_and_acts_by_it():
         family.values(params, jnp.array([1.0, 1.0])), [1, 1.5, 1]
     )
     assert not family.constant_action
+
+
+def test_rule_conditions_care_with_the_given_probability_and_sizes_weigh_log_n():
+    def draws(**kwargs):
+        family = make_family("rules", 10, 6, **kwargs)
+        return jax.vmap(family.init)(jax.random.split(jax.random.key(0), 4000))
+
+    # care 0: every condition is "don't care"; care 1: every one cares.
+    assert np.all(np.asarray(draws(rule_care_prob=0.0)["action"]["cond"]) == 0)
+    assert np.all(np.asarray(draws(rule_care_prob=1.0)["action"]["cond"]) != 0)
+    # the default 1/2 is the old draw: don't care 1/2, true 1/4, false 1/4
+    cond = np.asarray(draws()["action"]["cond"])
+    np.testing.assert_allclose(
+        [np.mean(cond == v) for v in (0, 1, 2)], [0.5, 0.25, 0.25], atol=0.01
+    )
+    cond = np.asarray(draws(rule_care_prob=0.25)["action"]["cond"])
+    np.testing.assert_allclose(
+        [np.mean(cond == v) for v in (0, 1, 2)], [0.75, 0.125, 0.125], atol=0.01
+    )
+    # size weight 1 on the last feature (log n): the bid is exp(log_bid) · n
+    params = draws(rule_size_weight=1.0)
+    w = np.asarray(params["bid"]["w"])
+    assert np.all(w[:, -1] == 1.0) and np.all(w[:, :-1] == 0.0)
+    family = make_family("rules", 10, 6, rule_size_weight=1.0)
+    one = jax.tree.map(lambda x: x[0], params)
+    one["action"]["cond"] = jnp.zeros(10, jnp.int32)  # always matches
+    obs = jnp.zeros(10).at[-1].set(jnp.log(8.0))
+    expected = 8.0 * float(jnp.exp(one["bid"]["log_bid"]))
+    np.testing.assert_allclose(float(family.bid(one, obs)), expected, rtol=1e-5)
+    assert np.all(np.asarray(draws()["bid"]["w"]) == 0.0)

@@ -166,3 +166,64 @@ def test_rule_value_is_the_bid_where_the_condition_holds_and_bids_can_learn():
     total = float(jnp.sum(wealth) + books.bank.value)
     circulation = float(jnp.sum(jnp.abs(wealth)) + jnp.abs(books.bank.value))
     assert abs(total - float(books.expected_total())) <= 1e-5 * circulation
+
+
+def test_with_log_n_planted_bids_scale_with_n_and_still_solve_100_blocks():
+    env = BlocksWorld(100, size_feature=True)
+    d = len(env.feature_names)
+    family = make_family("rules", d, len(MOVES))
+    pop = population(PLANTED)
+    params = jax.tree.map(lambda x: x, pop.params)
+    params["action"]["cond"] = jnp.pad(params["action"]["cond"], ((0, 0), (0, 1)))
+    params["bid"]["w"] = jnp.zeros((len(PLANTED), d)).at[:, -1].set(1.0)
+    pop = pop.replace(params=params)
+    # The fetch rule "prefix_ok & top2_needed -> 2->1", bid 2, weight 1 on log n:
+    # on an 8-block instance it bids exp(log 2 + log 8) = 16.
+    fetch = jax.tree.map(lambda x: x[1], params)
+    _, st = env.reset_sized(jax.random.key(0), 8)
+    obs = env.get_obs(st).at[:3].set(jnp.asarray([1.0, 1.0, 0.0]))
+    np.testing.assert_allclose(float(family.bid(fetch, obs)), 16.0, rtol=1e-5)
+    run = jax.jit(lambda k, p: solve_instances(k, env, family, p, 100, 16))
+    assert float(jnp.mean(run(jax.random.key(0), pop))) == 1.0
+
+
+def test_log_n_bids_learn_net_of_the_price_on_time_and_the_books_balance():
+    config = parse_train_config(
+        {
+            **TINY,
+            "env": "BlocksWorld-r10-n",
+            "hayek": {
+                **TINY["hayek"],
+                "learning": "both",
+                "owner_rent": 0.1,
+                "bid_target": "net",
+                "initial_wealth": 1e4,
+            },
+        }
+    )
+    state, metrics = jax.jit(make_train(config))(jax.random.key(0))
+    assert np.all(np.isfinite(np.asarray(metrics["bid_loss"])))
+    pop = state.market.population
+    assert pop.params["bid"]["w"].shape == (16, len(FEATURES) + 1)
+    # founders' weights on log n were 0; Q(λ) moved some of them
+    original = np.asarray(pop.age) == 40
+    assert original.any()
+    w_log_n = np.asarray(pop.params["bid"]["w"][:, -1])
+    assert np.any(w_log_n[original] != 0.0)
+    books = state.market.books
+    wealth = pop.wealth
+    total = float(jnp.sum(wealth) + books.bank.value)
+    circulation = float(jnp.sum(jnp.abs(wealth)) + jnp.abs(books.bank.value))
+    assert abs(total - float(books.expected_total())) <= 1e-5 * circulation
+    # the evaluation reads the env's 10 features (log n included)
+    extra = hayek.solved_by_size(
+        jax.tree.map(lambda x: x[None], state),
+        parse_train_config(
+            {
+                **TINY,
+                "env": "BlocksWorld-r10-n",
+                "hayek": {**TINY["hayek"], "eval_sizes": [2], "eval_episodes": 4},
+            }
+        ),
+    )
+    assert set(extra["solved_fraction_by_size"]) == {2}

@@ -113,3 +113,50 @@ def test_random_instances_deal_the_goal_blocks_and_start_unsolved():
         assert not bool(solved(st.stacks))
     assert env_spec("BlocksWorld").obs_dim == len(FEATURES)
     assert env_spec("BlocksWorld").num_actions == 6
+
+
+def test_the_size_feature_appends_log_n_and_survives_resizing():
+    # goal 0 1 2 0 (n = 4): the 9 features as before, then log 4.
+    st = from_lists([0, 1, 2, 0], [0], [1, 2], [0, 1], M)
+    plain = np.asarray(BlocksWorld(M).get_obs(st))
+    sized = BlocksWorld(M, size_feature=True)
+    obs = np.asarray(sized.get_obs(st))
+    assert obs.shape == (len(FEATURES) + 1,)
+    np.testing.assert_array_equal(obs[:-1], plain)
+    np.testing.assert_allclose(obs[-1], np.log(4.0), rtol=1e-6)
+    assert sized.feature_names == (*FEATURES, "log_n")
+    assert BlocksWorld(M).feature_names == FEATURES
+    big = sized.resized(100)
+    assert big.size_feature and big.max_blocks == 100
+    obs, st = big.reset_sized(jax.random.key(0), 64)
+    np.testing.assert_allclose(float(obs[-1]), np.log(64.0), rtol=1e-6)
+    assert env_spec("BlocksWorld-r10-n").obs_dim == len(FEATURES) + 1
+    assert env_spec("BlocksWorld-r10").obs_dim == len(FEATURES)
+
+
+def test_revisits_draw_sizes_below_the_level_and_only_level_instances_move_it():
+    env = BlocksWorld(M, revisit=1.0)  # every next instance revisits
+    assert from_lists([0], [], [0], [], M).level is None  # plain staircase state
+    _, st = env.reset_sized(jax.random.key(0), 3)
+    assert int(st.level) == 3
+    solve = from_lists([0, 1, 2], [0, 1], [2], [], M).replace(level=jnp.int32(3))
+    fetch = jnp.int32(MOVES.index((2, 1)))
+    sizes = set()
+    for i in range(40):  # solved at the level: level 4, size uniform in [1, 4]
+        _, new, *_ = env.step(jax.random.key(i), solve, fetch)
+        assert int(new.level) == 4 and 1 <= int(new.n) <= 4
+        sizes.add(int(new.n))
+    assert sizes == {1, 2, 3, 4}
+    # a solved revisit (n = 3 below level 5) leaves the level where it was
+    _, new, *_ = env.step(jax.random.key(0), solve.replace(level=jnp.int32(5)), fetch)
+    assert int(new.level) == 5 and 1 <= int(new.n) <= 5
+    # a failed instance at the level: level 2
+    late = solve.replace(time=jnp.int32(29))
+    _, new, *_ = env.step(jax.random.key(0), late, jnp.int32(0))
+    assert int(new.level) == 2 and 1 <= int(new.n) <= 2
+    # revisit 0 (the default): no level is carried, n is the staircase
+    _, new, *_ = BlocksWorld(M).step(
+        jax.random.key(0), solve.replace(level=None), fetch
+    )
+    assert new.level is None and int(new.n) == 4
+    assert env_spec("BlocksWorld-r10-n-mix").obs_dim == len(FEATURES) + 1

@@ -82,6 +82,41 @@ def test_owner_rent_charges_the_holder_per_step_on_top_of_rent_on_all():
     np.testing.assert_allclose(s1.population.wealth, [9.8, 7.8, 9.8], rtol=1e-6)
 
 
+def test_a_net_target_charges_the_price_on_time_in_what_holders_learn_only():
+    # As above (bucket brigade, γ = 1, flat rent 0.1 on all, owner_rent 0.25):
+    # agent 1 holds both episodes for two steps. The learner's reward is the
+    # env's 1 less the 0.25 the holder paid for the step; the credits (its own
+    # bid 2, paid by itself as next buyer) and every payment are the price
+    # target's.
+    runs = {}
+    for target in ("price", "net"):
+        market, state = _constant_bid_market(
+            [0.5, 2.0, 1.5],
+            [10.0, 10.0, 10.0],
+            "bucket_brigade",
+            rent_rule="flat",
+            rent_on="all",
+            bid_target=target,
+        )
+        params = DeepMarketParams(
+            jnp.float32(1.0), jnp.float32(0.1), jnp.float32(0.0), jnp.float32(0.25)
+        )
+        s1, rec1 = market.step(jax.random.key(2), state, params)
+        s2, rec2 = market.step(jax.random.key(3), s1, params)
+        rec = jax.tree.map(lambda *x: jnp.stack(x), rec1, rec2)
+        runs[target] = (s2, market.experience(jax.random.key(4), s2, rec, params))
+    (s_price, e_price), (s_net, e_net) = runs["price"], runs["net"]
+    np.testing.assert_array_equal(e_net.owner[..., 0], [[1, 1], [1, 1]])
+    np.testing.assert_allclose(e_price.reward[..., 0], [[1.0, 1.0], [1.0, 1.0]])
+    np.testing.assert_allclose(e_net.reward[..., 0], [[0.75, 0.75], [0.75, 0.75]])
+    np.testing.assert_allclose(e_net.credit_next, e_price.credit_next)
+    np.testing.assert_allclose(e_net.credit_next[..., 0], [[2.0, 2.0], [2.0, 2.0]])
+    # Money: the same wealth as the price target (and the fixture above).
+    np.testing.assert_allclose(s_net.population.wealth, [9.6, 8.6, 9.6], rtol=1e-6)
+    np.testing.assert_allclose(s_net.population.wealth, s_price.population.wealth)
+    assert float(books_imbalance(s_net.books, s_net.population.wealth)) < 1e-6
+
+
 def _params(gamma=0.99, rent=0.0, explore=0.0):
     return DeepMarketParams(jnp.float32(gamma), jnp.float32(rent), jnp.float32(explore))
 
