@@ -23,7 +23,6 @@ import jax
 import numpy as np
 
 from marketjax.core.config import ConfigError, dump_yaml
-from marketjax.envs.gymnax_adapter import lazy_resets_apply
 from marketjax.experiment import mesh, plots
 from marketjax.experiment import run_dir as rd
 from marketjax.experiment.checkpoint import (
@@ -116,6 +115,10 @@ def nonfinite_metrics(metrics: dict) -> list[str]:
 def run_notes(config: TrainConfig) -> list[str]:
     """Choices the run makes on the user's behalf (printed before it starts): the
     algorithm's, and an ``env_reset: lazy`` that cannot apply to the env."""
+    # Imported here: gymnax initialises the XLA backend on import, and
+    # `marketjax train` imports this module before jax.distributed.initialize.
+    from marketjax.envs.gymnax_adapter import lazy_resets_apply
+
     notes = list(getattr(config.algo_config, "notes", lambda c: [])(config))
     if config.env_reset == "lazy" and not lazy_resets_apply(config.env):
         notes.append(

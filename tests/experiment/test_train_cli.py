@@ -158,3 +158,19 @@ def test_example_runs_scripts_and_names_what_exists(tmp_path):
     )
     assert bad.returncode == 2
     assert "prediction_market" in bad.stderr and "\n" not in bad.stderr.strip()
+
+
+def test_train_imports_leave_the_backend_to_jax_distributed():
+    """`marketjax train` imports these before `jax.distributed.initialize`, which
+    refuses to run once the XLA backend exists; gymnax creates it on import, so
+    none of them may import gymnax at module level (a module-level import in
+    train_io once broke every multi-process run)."""
+    code = (
+        "from jax._src import xla_bridge as xb\n"
+        "from marketjax.experiment import distributed\n"
+        "from marketjax.experiment.config import apply_overrides, load_yaml\n"
+        "from marketjax.experiment.registry import parse_train_config\n"
+        "from marketjax.experiment.train_io import train_and_write\n"
+        "assert not xb.backends_are_initialized()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
