@@ -166,8 +166,7 @@ def build_market(config: TrainConfig, num_envs: int) -> DeepMarket:
         bid_init=dc.bid_init,
         bid_spread=dc.bid_spread,
         norm=dc.norm,
-        rule_size_weight=getattr(dc, "size_weight", 0.0),
-        rule_care_prob=getattr(dc, "cond_care", 0.5),
+        **dc.family_options(),
     )
     return DeepMarket(
         env,

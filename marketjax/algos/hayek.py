@@ -86,6 +86,13 @@ class HayekConfig(deep.DeepConfig):
         100, lo=1, hi=100_000, doc="fresh instances per size and seed"
     )
 
+    def family_options(self) -> dict:
+        """The rules family's draws: weight on log n and condition specificity."""
+        return {"rule_size_weight": self.size_weight, "rule_care_prob": self.cond_care}
+
+    def entry_parent_rule(self) -> str:
+        return self.entry_parents
+
     def validate(self, config: TrainConfig) -> None:
         env, _ = make_gymnax(config.env)
         if not isinstance(env, BlocksWorld):

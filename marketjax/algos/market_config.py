@@ -91,6 +91,16 @@ class MarketConfig:
         0.2, lo=0.0, hi=1.0, doc="share of the run over which ε anneals linearly"
     )
 
+    def family_options(self) -> dict:
+        """Options of the agent family that only some sections have (the hayek
+        section's rule draws); none for the plain market sections."""
+        return {}
+
+    def entry_parent_rule(self) -> str:
+        """Who parents an entrant (``agents/population.renew``): the richest,
+        unless a section offers the choice (hayek's ``entry_parents``)."""
+        return "richest"
+
     def check_common(self, config, section: str) -> None:
         """Cross-key checks: discrete actions, positive widths, divisible batches,
         a proportional rent of at most 1 (``section`` names the market's section)."""
@@ -144,7 +154,7 @@ def market_learner(
             family,
             min_age=section.min_age,
             funding=section.entry_funding,
-            parents=getattr(section, "entry_parents", "richest"),
+            parents=section.entry_parent_rule(),
         ),
     }
     return chain(*(factories[name]() for name in LEARNING_CHAINS[section.learning]))
