@@ -13,6 +13,12 @@ pays its children's allowances out of its own wealth (an internal transfer, so
 nothing is minted; a parent that cannot afford a full allowance for each child
 splits what it has), and then earns ``parent_share`` of each child's profits
 (:func:`pay_dividends`). Fresh draws have no parent and are always minted.
+``earnings`` is parent funding out of income, not capital: a parent pays a full
+allowance for each child it can afford out of its ``budget`` (the selection
+learner passes each agent's profit since the last renewal), and every other
+entrant is a fresh draw (minted). Under ``parent`` the richest pays for every
+clone whatever it earned, about one child per update in the Blocks World economy
+(docs/reproductions.md), a drain on the capital its bids are capped by.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from flax import struct
 from marketjax.agents.families import AgentFamily
 from marketjax.core.axes import axes
 
-ENTRY_FUNDING = ("mint", "parent")  # who pays an entrant's allowance
+ENTRY_FUNDING = ("mint", "parent", "earnings")  # who pays an entrant's allowance
 # Who a clone is cloned from: the single richest agent, or (Baum's Hayek: any
 # agent above a wealth threshold may create) one parent per child drawn uniformly
 # among the living agents with wealth >= ``parent_threshold``.
@@ -128,6 +134,7 @@ def renew(
     params: PopulationParams,
     funding: str = "mint",
     parents: str = "richest",
+    budget: jax.Array | None = None,
 ) -> Renewal:
     """Exit of bankrupt agents, then entry into every empty slot.
 
@@ -140,7 +147,10 @@ def renew(
     survivors with wealth >= ``params.parent_threshold`` (the richest if nobody
     qualifies); otherwise a fresh draw from the family. Under parent funding
     each parent pays a full allowance per child of its own if it can, else
-    splits its positive wealth among them.
+    splits its positive wealth among them. Under ``funding="earnings"`` a parent
+    funds ``floor(max(budget, 0) / allowance)`` children (its first ones by slot;
+    ``budget`` f32[N], each agent's spendable income, capped by its wealth), each
+    with a full allowance; its other would-be clones are fresh draws, minted.
     """
     if funding not in ENTRY_FUNDING:
         raise ValueError(f"unknown entry funding {funding!r}; expected {ENTRY_FUNDING}")
@@ -172,6 +182,18 @@ def renew(
     )
     fresh = jax.vmap(family.init)(jax.random.split(k_fresh, n))
     use_clone = jax.random.bernoulli(k_clone, params.clone_prob, (n,)) & any_alive
+    allowance = jnp.asarray(params.allowance, jnp.float32)
+    if funding == "earnings":
+        if budget is None:
+            raise ValueError("entry funding 'earnings' needs each agent's budget")
+        spend = jnp.minimum(jnp.maximum(budget, 0.0), jnp.maximum(wealth, 0.0))
+        afford = jnp.floor(spend / jnp.maximum(allowance, 1e-30))  # f32[N]
+        wants = empty & use_clone  # bool[N]
+        # rank of each would-be clone among its parent's, in slot order
+        same = (parent_of[:, None] == parent_of[None, :]) & wants[None, :]
+        earlier = jnp.arange(n)[None, :] < jnp.arange(n)[:, None]
+        rank = jnp.sum(same & earlier, axis=1).astype(jnp.float32)  # f32[N]
+        use_clone = use_clone & (~empty | (rank < afford[parent_of]))
 
     def pick(old, clone, new):
         shape = (n,) + (1,) * (old.ndim - 1)
@@ -180,10 +202,9 @@ def renew(
         return jnp.where(e, jnp.where(c, clone, new), old)
 
     new_params = jax.tree.map(pick, pop.params, clones, fresh)
-    allowance = jnp.asarray(params.allowance, jnp.float32)
     cloned = empty & use_clone
     grant = jnp.where(empty, allowance, 0.0)  # f32[N]
-    if funding == "parent":
+    if funding in ("parent", "earnings"):
         # Each parent pays a full allowance per child if it can, else splits its
         # positive wealth equally among them.
         children = jax.ops.segment_sum(

@@ -56,7 +56,10 @@ class MarketConfig:
         0.0, lo=-1e30, hi=1e30, doc="agents below this wealth leave"
     )
     entry_funding: EntryFunding = field(
-        "mint", doc="mint: allowances are new money; parent: the cloned parent pays"
+        "mint",
+        doc="mint: allowances are new money; parent: the cloned parent pays; "
+        "earnings: the parent pays out of its profit since the last renewal, and "
+        "clones it cannot afford are fresh draws (minted)",
     )
     parent_share: float = field(
         0.0, lo=0.0, hi=1.0, doc="share of a child's profit paid to its parent"

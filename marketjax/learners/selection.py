@@ -31,7 +31,8 @@ def selection(
     Args:
       family: the agents' family (``init`` for fresh draws, ``mutate`` for clones).
       min_age: updates an entrant survives before it can go bankrupt.
-      funding: ``"mint"`` or ``"parent"`` (``population.ENTRY_FUNDING``).
+      funding: ``"mint"``, ``"parent"`` or ``"earnings"``
+        (``population.ENTRY_FUNDING``).
       parents: ``"richest"`` or ``"wealthy"`` (``population.ENTRY_PARENTS``; the
         latter reads ``parent_threshold`` from the params).
     """
@@ -59,6 +60,9 @@ def selection(
             ),
             funding,
             parents,
+            # earnings: a parent funds children out of its profit since the last
+            # renewal (dividends received included), never out of its capital
+            budget=population.wealth - baseline,
         )
         metrics = {
             "entries": renewal.num_entries.astype(jnp.float32),

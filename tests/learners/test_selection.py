@@ -167,3 +167,72 @@ def test_wealthy_parents_every_child_has_a_parent_above_the_threshold_who_pays()
     out = renew(jax.random.key(0), family, pop, high, "parent", "wealthy")
     np.testing.assert_array_equal(out.population.parent, [2, -1, -1, 2, -1, 2])
     np.testing.assert_allclose(out.population.wealth, [10, 50, 60, 10, 70, 10])
+
+
+def test_earnings_funding_a_parent_pays_only_out_of_its_income():
+    # slots 0, 2, 4 bankrupt; the richest (slot 1, wealth 50) earned 25 this
+    # update: with allowance 10 it affords floor(25 / 10) = 2 children, its first
+    # two would-be clones by slot (0, 2); slot 4 is a fresh draw, minted.
+    family, pop = _pop([0.5, 50.0, -2.0, 4.0, 0.1], [3, 3, 3, 3, 3])
+    budget = jnp.asarray([0.0, 25.0, 0.0, 1.0, 0.0], jnp.float32)
+    args = (jax.random.key(1), family, pop, _params(allowance=10.0))
+    out = renew(*args, "earnings", budget=budget)
+    np.testing.assert_allclose(out.population.wealth, [10.0, 30.0, 10.0, 4.0, 10.0])
+    np.testing.assert_array_equal(out.population.parent, [1, -1, 1, -1, -1])
+    np.testing.assert_allclose(out.parent_paid, 20.0)
+    np.testing.assert_allclose(out.allowances, 10.0)  # the fresh draw is minted
+    # money is conserved: Σ wealth after = Σ survivors' before + minted
+    before = 50.0 + 4.0
+    np.testing.assert_allclose(jnp.sum(out.population.wealth), before + 10.0)
+    w = np.asarray(out.population.params["bid"]["w"])
+    np.testing.assert_allclose(w[[0, 2]], np.asarray(pop.params["bid"]["w"])[[1, 1]])
+    assert not np.allclose(w[4], np.asarray(pop.params["bid"]["w"])[1])
+    # no income (or a loss): no clones at all, whatever the parent's capital
+    out = renew(*args, "earnings", budget=jnp.full((5,), -3.0))
+    np.testing.assert_array_equal(out.population.parent, [-1, -1, -1, -1, -1])
+    np.testing.assert_allclose(out.parent_paid, 0.0)
+    np.testing.assert_allclose(out.allowances, 30.0)
+    np.testing.assert_allclose(out.population.wealth[1], 50.0)
+    # income is capped by wealth: earning 1e6 with 50 in hand pays for 5 at most
+    many = _pop([0.0] * 7 + [50.0], [3] * 8)[1]
+    out = renew(
+        jax.random.key(1),
+        family,
+        many,
+        _params(allowance=10.0),
+        "earnings",
+        budget=jnp.full((8,), 1e6),
+    )
+    assert int(np.sum(np.asarray(out.population.parent) == 7)) == 5
+    np.testing.assert_allclose(out.population.wealth[7], 0.0)
+    np.testing.assert_allclose(out.parent_paid, 50.0)
+    # without a budget the rule refuses, naming what is missing
+    try:
+        renew(*args, "earnings")
+    except ValueError as err:
+        assert "budget" in str(err)
+    else:
+        raise AssertionError("earnings without a budget must fail")
+
+
+def test_selection_learner_funds_children_out_of_profit_since_the_last_renewal():
+    family, pop = _pop([0.5, 29.0, 3.0], [3, 3, 3])
+    params = {
+        "allowance": jnp.float32(5.0),
+        "exit_threshold": jnp.float32(1.0),
+        "clone_prob": jnp.float32(1.0),
+        "mutation_scale": jnp.float32(0.0),
+    }
+    learner = selection(family, min_age=1, funding="earnings")
+    # the richest (slot 1) earned 29 - 9 = 20 >= 5 since its baseline: a clone
+    baseline = jnp.asarray([0.5, 9.0, 3.0], jnp.float32)
+    out = learner.update(jax.random.key(0), baseline, pop, None, params)
+    np.testing.assert_allclose(out.population.wealth, [5.0, 24.0, 3.0])
+    np.testing.assert_array_equal(out.population.parent, [1, -1, -1])
+    assert out.metrics["parent_paid"] == 5.0 and out.metrics["minted"] == 0.0
+    # it earned 29 - 27 = 2 < 5: no clone; the entrant is fresh and minted
+    baseline = jnp.asarray([0.5, 27.0, 3.0], jnp.float32)
+    out = learner.update(jax.random.key(0), baseline, pop, None, params)
+    np.testing.assert_allclose(out.population.wealth, [5.0, 29.0, 3.0])
+    np.testing.assert_array_equal(out.population.parent, [-1, -1, -1])
+    assert out.metrics["parent_paid"] == 0.0 and out.metrics["minted"] == 5.0
