@@ -52,19 +52,27 @@ def test_two_steps_settle_exactly_under_vickrey():
     np.testing.assert_allclose(s2.books.rewards_in.value, 4.0)
 
 
-def test_owner_rent_charges_the_holder_per_step_on_top_of_rent_on_all():
-    # Bucket brigade, γ = 1, flat rent 0.1 on every living agent (ε·B = 0.2 a
-    # step each) plus owner_rent 0.25 per episode held (Hayek's price on time).
+def _price_on_time_market(**kwargs):
+    """Bids [0.5, 2, 1.5], wealth 10 each, bucket brigade with γ = 1, flat rent 0.1
+    on all, owner_rent 0.25: the fixture of the price-on-time tests."""
     market, state = _constant_bid_market(
         [0.5, 2.0, 1.5],
         [10.0, 10.0, 10.0],
         "bucket_brigade",
         rent_rule="flat",
         rent_on="all",
+        **kwargs,
     )
     params = DeepMarketParams(
         jnp.float32(1.0), jnp.float32(0.1), jnp.float32(0.0), jnp.float32(0.25)
     )
+    return market, state, params
+
+
+def test_owner_rent_charges_the_holder_per_step_on_top_of_rent_on_all():
+    # Bucket brigade, γ = 1, flat rent 0.1 on every living agent (ε·B = 0.2 a
+    # step each) plus owner_rent 0.25 per episode held (Hayek's price on time).
+    market, state, params = _price_on_time_market()
     s1, rec1 = market.step(jax.random.key(2), state, params)
     # Agent 1 buys both episodes from the bank at its bid 2, earns 1 in each,
     # pays 0.25 in each for holding and 0.2 of rent: 10 + 2(1 - 2 - 0.25) - 0.2.
@@ -90,17 +98,7 @@ def test_a_net_target_charges_the_price_on_time_in_what_holders_learn_only():
     # target's.
     runs = {}
     for target in ("price", "net"):
-        market, state = _constant_bid_market(
-            [0.5, 2.0, 1.5],
-            [10.0, 10.0, 10.0],
-            "bucket_brigade",
-            rent_rule="flat",
-            rent_on="all",
-            bid_target=target,
-        )
-        params = DeepMarketParams(
-            jnp.float32(1.0), jnp.float32(0.1), jnp.float32(0.0), jnp.float32(0.25)
-        )
+        market, state, params = _price_on_time_market(bid_target=target)
         s1, rec1 = market.step(jax.random.key(2), state, params)
         s2, rec2 = market.step(jax.random.key(3), s1, params)
         rec = jax.tree.map(lambda *x: jnp.stack(x), rec1, rec2)
