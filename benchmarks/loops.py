@@ -11,7 +11,12 @@ so that their ratio is fair on a shared machine:
 - ``unsliced``: Q(λ) minibatches differentiated whole, not in slices of
   ``MICRO_SAMPLES`` (the learner before issue 17);
 - ``norm=rms`` / ``norm=none``: the deep or wide config with RMSNorm or no
-  normalisation in place of LayerNorm (``deep.norm=rms``, ``deep.layer_norm=false``).
+  normalisation in place of LayerNorm (``deep.norm=rms``, ``deep.layer_norm=false``);
+- any other ``key=value`` (several joined by ``+``): that override of the market's
+  section, e.g. ``family=trunk+num_agents=64`` (``deep.family=trunk``,
+  ``deep.num_agents=64``), so that N = 2 and N = 64 are timed in one process.
+  ``rss_peak_gb`` is the process's peak so far: with several cases in one process
+  it is an upper bound for the later ones; ``xla_peak_gb`` is each program's own.
 
 The rate is the best of ``repeats`` timed calls after a warm-up call; ``compile_s``
 is the chunk's ahead-of-time compile. ``--memory`` adds the compiled chunk's
@@ -19,7 +24,8 @@ is the chunk's ahead-of-time compile. ``--memory`` adds the compiled chunk's
 the process's peak RSS. One JSON object per case; ``<out>/loops.png``.
 
     .venv/bin/python benchmarks/loops.py [--algos deep,wide,ppo] [--batches 256,4096]
-        [--variants runner,vmap1,norm=rms] [--agents 2] [--family mlp] [--memory]
+        [--variants runner,vmap1,norm=rms,family=trunk+num_agents=64]
+        [--agents 2] [--family mlp] [--memory]
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ def make_config(algo: str, batch: int, variant: str, agents: int | None, family)
         overrides.append(f"{algo}.norm=rms")
     elif variant == "norm=none":
         overrides.append(f"{algo}.layer_norm=false")
+    elif "=" in variant:
+        overrides += [f"{algo}.{item}" for item in variant.split("+")]
     return parse_train_config(apply_overrides(data, overrides))
 
 
@@ -92,6 +100,7 @@ def build(algo, batch, variant, agents, family, memory: bool) -> dict:
         "B": batch,
         "variant": variant,
         "N": getattr(config.algo_config, "num_agents", None),
+        "family": getattr(config.algo_config, "family", None),
         "env_steps": run.schedule.steps_per_chunk,
         "compile_s": round(run.compile_s, 2),
         "chunk": chunk,

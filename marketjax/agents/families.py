@@ -13,7 +13,7 @@ with optional LayerNorm), ``policy`` (MLP action, MLP bid), ``linear_policy`` (a
 small deterministic program, the action ``argmax(obs @ W + b)``, with a linear bid:
 Baum's Hayek agents, whose bid is part of the mutated program under selection, or
 learned under Q(λ)), ``rules`` (a condition → action rule over 0/1 features with a
-bid, Baum's Hayek2/3 agents: :func:`rule_matches`; it abstains, bidding −inf, where
+bid, Baum's Hayek2/3 agents, ``agents/rules.py``; it abstains, bidding −inf, where
 its condition fails),
 ``qnet`` (a program that reads its own action values: one MLP with an output
 per action, Q_i(obs, ·); it acts ``argmax_a Q_i`` and bids ``max_a Q_i``, so
@@ -21,97 +21,37 @@ whoever wins the right acts by its own values, and Q(λ) regresses the output of
 the action taken; "the richest wins" then means "the richest program acts"),
 ``conv`` (constant action, a bid that reads an image
 observation: one 3 x 3 convolution of 16 channels, ReLU, then the MLP; the
-network of MinAtar's DQN baseline, Young & Tian 2019, Sec. 4).
+network of MinAtar's DQN baseline, Young & Tian 2019, Sec. 4),
+``trunk`` (constant action, a linear bid head on features that every agent shares:
+one MLP trunk reads each observation once for the whole population, so acting
+costs one network plus N dot products, not N networks; see :func:`trunk_family`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-FAMILIES = ("linear", "mlp", "policy", "linear_policy", "rules", "conv", "qnet")
-CONSTANT_ACTION = ("linear", "mlp", "conv")  # families whose α̂ ignores the obs
-CONV_FEATURES = 16  # channels of the conv family's 3 x 3 layer (MinAtar's DQN net)
-NORMS = ("layer", "rms")  # the normalisation after each hidden Dense
+from marketjax.agents.base import AgentFamily
+from marketjax.agents.networks import MLP, NORMS, ConvMLP, Trunk, perturb_floats
+from marketjax.agents.rules import rule_family
+
+FAMILIES = (
+    "linear",
+    "mlp",
+    "policy",
+    "linear_policy",
+    "rules",
+    "conv",
+    "qnet",
+    "trunk",
+)
+CONSTANT_ACTION = ("linear", "mlp", "conv", "trunk")  # families whose α̂ ignores the obs
 LINEAR_BIDS = ("linear", "linear_policy")  # families whose bid is obs @ w + c
 _UNROLL_MAX_DIM = 16  # linear bids on observations up to this size are unrolled
-
-
-class AgentFamily(NamedTuple):
-    """The pure functions of one agent family (see module docstring)."""
-
-    name: str
-    init: Callable[[jax.Array], Any]
-    bid: Callable[[Any, jax.Array], jax.Array]
-    act: Callable[[jax.Array, Any, jax.Array], jax.Array]
-    mutate: Callable[[jax.Array, Any, jax.Array], Any]
-    constant_action: bool  # True if α̂ ignores the observation
-    num_actions: int  # size of the discrete action space
-    # (params, obs f32[D]) -> f32[A], a program's value per action (qnet), or None
-    values: Callable[[Any, jax.Array], jax.Array] | None = None
-
-
-class MLP(nn.Module):
-    """A ReLU MLP with optional normalisation; ``out`` outputs (squeezed if 1).
-
-    ``norm`` picks the normalisation after each hidden Dense when ``layer_norm``
-    is set: ``"layer"`` is LayerNorm (Ba et al. 2016: centre, scale by the
-    standard deviation, learned scale and bias); ``"rms"`` is RMSNorm (Zhang &
-    Sennrich 2019: scale by the root mean square, learned scale only), which skips
-    the mean and the bias and their gradients.
-    """
-
-    hidden: Sequence[int]
-    out: int
-    layer_norm: bool = True
-    norm: str = "layer"
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        for width in self.hidden:
-            x = nn.Dense(width)(x)
-            if self.layer_norm:
-                x = nn.LayerNorm()(x) if self.norm == "layer" else nn.RMSNorm()(x)
-            x = nn.relu(x)
-        x = nn.Dense(self.out)(x)
-        return x[..., 0] if self.out == 1 else x
-
-
-class ConvMLP(nn.Module):
-    """A 3 x 3 convolution (ReLU) over an image observation, then :class:`MLP`.
-
-    Input: f32[D] or f32[B, D], the flattened ``shape`` = (H, W, C) image.
-    """
-
-    shape: tuple[int, int, int]
-    hidden: Sequence[int]
-    out: int
-    layer_norm: bool = True
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        lead = x.shape[:-1]
-        image = x.reshape((-1, *self.shape))  # f32[B, H, W, C]
-        h = nn.relu(nn.Conv(CONV_FEATURES, (3, 3), padding="SAME")(image))
-        h = h.reshape((*lead, -1))  # f32[..., H * W * 16]
-        return MLP(self.hidden, self.out, self.layer_norm)(h)
-
-
-def perturb_floats(key: jax.Array, tree: Any, scale: jax.Array) -> Any:
-    """Adds N(0, scale²) noise to every floating-point leaf of ``tree``."""
-    leaves, treedef = jax.tree.flatten(tree)
-    keys = jax.random.split(key, len(leaves))
-    out = [
-        leaf + scale * jax.random.normal(k, leaf.shape, leaf.dtype)
-        if jnp.issubdtype(leaf.dtype, jnp.floating)
-        else leaf
-        for k, leaf in zip(keys, leaves, strict=True)
-    ]
-    return jax.tree.unflatten(treedef, out)
 
 
 def make_family(
@@ -161,6 +101,10 @@ def make_family(
     if name == "rules":
         return rule_family(
             obs_dim, num_actions, action_flip_prob, rule_size_weight, rule_care_prob
+        )
+    if name == "trunk":
+        return trunk_family(
+            obs_dim, num_actions, hidden, layer_norm, norm, action_flip_prob
         )
     if name == "conv":
         if obs_shape is None or len(obs_shape) != 3:
@@ -242,115 +186,100 @@ def make_family(
     return AgentFamily(name, init, bid, act, mutate, constant, num_actions, q)
 
 
-# A rule's condition on each feature: ignore it, require it true, require it false.
-DONT_CARE, REQUIRE_TRUE, REQUIRE_FALSE = 0, 1, 2
-
-
-def rule_matches(cond: jax.Array, obs: jax.Array) -> jax.Array:
-    """bool[]: every feature satisfies its condition (obs f32[D] of 0/1 features,
-    cond i32[D] of ``DONT_CARE | REQUIRE_TRUE | REQUIRE_FALSE``)."""
-    on = obs > 0.5
-    ok = (
-        (cond == DONT_CARE)
-        | ((cond == REQUIRE_TRUE) & on)
-        | ((cond == REQUIRE_FALSE) & ~on)
-    )
-    return jnp.all(ok)
-
-
-def rule_family(
+def trunk_family(
     obs_dim: int,
     num_actions: int,
+    hidden: Sequence[int] = (64, 64),
+    layer_norm: bool = True,
+    norm: str = "layer",
     action_flip_prob: float = 0.2,
-    size_weight: float = 0.0,
-    care_prob: float = 0.5,
 ) -> AgentFamily:
-    """Baum's Hayek agents: "if condition then action, bidding b" (Baum 1999).
+    """Agents that bid with their own linear head on a trunk they all share.
 
-    One agent's parameters: ``{"action": {"cond": i32[D], "move": i32[]},
-    "bid": {"log_bid": f32[], "w": f32[D]}}``. The bid is ``exp(log_bid + obs·w)``
-    where the condition holds and −inf (no bid: the auction ignores it) elsewhere:
-    a constant bid at w = 0 (a fresh rule), rising or falling with numeric
-    features once mutation moves w. A fresh rule cares about each feature with
-    probability 1/2 (then true or false equally) and bids around 1. A mutated
-    clone redraws each condition with probability 1/D, its action with
-    probability ``action_flip_prob``, and adds N(0, scale²) to log_bid and to each
-    weight. ``size_weight``: a fresh rule's weight on the last feature (a size,
-    such as Blocks World's log n: its bid then starts ∝ n^size_weight).
-    ``care_prob``: the probability that a drawn condition (fresh, or redrawn by
-    mutation) cares about a feature; below 1/2 fresh rules are more general (a
-    rule of the reference program cares about 1–4 of the 9 features).
+    The bid of agent i on observation ω is ``φ(ω) · w_i + c_i``, where φ is one
+    :class:`~marketjax.agents.networks.Trunk` (the ``mlp`` family's hidden
+    layers) held in ``Population.shared``, and each agent plays a constant action.
+    Each agent is still its own program to the market (its head, its action, its
+    wealth); what it shares is how it perceives the world, as the K heads of
+    bootstrapped DQN share a torso (Osband et al. 2016). Acting reads each
+    observation once, O(B·(trunk + N·H)) rather than the ``mlp`` family's
+    O(B·N·trunk). Q(λ) learns the trunk from every owner's error
+    (``learners/q_lambda.py``); entrants get a fresh or mutated head and the
+    trunk as it is.
+
+    One agent's parameters: ``{"action": i32[], "bid": {"w": f32[H], "c": f32[]}}``
+    with H = ``hidden[-1]``; ``bid`` and ``act`` read the feature f32[H], not the
+    observation (``features`` maps one to the other). Heads start as flax's Dense
+    does (LeCun normal, zero bias).
     """
-    w0 = jnp.zeros((obs_dim,), jnp.float32)
-    if size_weight:
-        w0 = w0.at[-1].set(size_weight)
+    if not hidden:
+        raise ValueError("the trunk family needs at least one hidden layer")
+    trunk = Trunk(tuple(hidden), layer_norm, norm)
+    width = int(hidden[-1])
 
-    def draw_cond(key, shape):
-        u = jax.random.uniform(key, shape)
-        ignore, true = 1.0 - care_prob, 1.0 - 0.5 * care_prob  # 0.5, 0.75 default
-        return jnp.where(
-            u < ignore, DONT_CARE, jnp.where(u < true, REQUIRE_TRUE, REQUIRE_FALSE)
-        ).astype(jnp.int32)
+    def init_shared(key):
+        return trunk.init(key, jnp.zeros((obs_dim,), jnp.float32))
+
+    def features(shared, obs):
+        return trunk.apply(shared, obs)  # f32[..., H]
 
     def init(key):
-        k_cond, k_move, k_bid = jax.random.split(key, 3)
-        return {
-            "action": {
-                "cond": draw_cond(k_cond, (obs_dim,)),  # i32[D]
-                "move": jax.random.randint(k_move, (), 0, num_actions),  # i32[]
-            },
-            "bid": {
-                "log_bid": 0.5 * jax.random.normal(k_bid, ()),  # f32[]
-                "w": w0,  # f32[D]
-            },
+        k_action, k_w = jax.random.split(key)
+        head = {
+            "w": jax.random.normal(k_w, (width,)) / jnp.sqrt(width),  # f32[H]
+            "c": jnp.zeros((), jnp.float32),  # f32[]
         }
+        return {"action": jax.random.randint(k_action, (), 0, num_actions), "bid": head}
 
-    def bid(params, obs):
-        match = rule_matches(params["action"]["cond"], obs)
-        log_bid = params["bid"]["log_bid"] + obs @ params["bid"]["w"]
-        return jnp.where(match, jnp.exp(log_bid), -jnp.inf)
+    def bid(params, feature):
+        return feature @ params["bid"]["w"] + params["bid"]["c"]
 
-    def act(key, params, obs):
-        del key, obs
-        return params["action"]["move"].astype(jnp.int32)
+    def act(key, params, feature):
+        del key, feature
+        return params["action"].astype(jnp.int32)
 
     def mutate(key, params, scale):
-        k_which, k_cond, k_flip, k_move, k_bid = jax.random.split(key, 5)
-        cond = params["action"]["cond"]
-        redraw = jax.random.uniform(k_which, cond.shape) < 1.0 / obs_dim
-        cond = jnp.where(redraw, draw_cond(k_cond, cond.shape), cond)
+        k_bid, k_flip, k_new = jax.random.split(key, 3)
         flip = jax.random.bernoulli(k_flip, action_flip_prob)
-        fresh = jax.random.randint(k_move, (), 0, num_actions)
-        move = jnp.where(flip, fresh, params["action"]["move"])
-        bid = perturb_floats(k_bid, params["bid"], scale)
-        return {"action": {"cond": cond, "move": move}, "bid": bid}
+        fresh = jax.random.randint(k_new, (), 0, num_actions)
+        return {
+            "action": jnp.where(flip, fresh, params["action"]),
+            "bid": perturb_floats(k_bid, params["bid"], scale),
+        }
 
-    return AgentFamily("rules", init, bid, act, mutate, False, num_actions)
+    return AgentFamily(
+        "trunk",
+        init,
+        bid,
+        act,
+        mutate,
+        True,
+        num_actions,
+        init_shared=init_shared,
+        features=features,
+    )
 
 
-def rule_value(bid_params: Any, obs: jax.Array) -> jax.Array:
-    """f32[]: a rule's bid where its condition holds, ``exp(log_bid + obs·w)``.
-
-    What the ``bids`` learner (Q(λ), ``learners/q_lambda.py``) regresses for the
-    ``rules`` family: it sees only the bid parameters (``{"log_bid", "w"}``), and
-    a rule owns the world only where its condition held, so every sample it
-    learns from is one where this is its bid.
-    """
-    return jnp.exp(bid_params["log_bid"] + obs @ bid_params["w"])
-
-
-def population_bids(family: AgentFamily, params: Any, obs: jax.Array) -> jax.Array:
+def population_bids(
+    family: AgentFamily, params: Any, obs: jax.Array, shared: Any = None
+) -> jax.Array:
     """Raw bids of every agent on every episode's observation.
 
     Args:
       family: the agent family.
       params: stacked parameters, leaves [N, ...].
       obs: f32[B, D] observations.
+      shared: the population's shared parameters (``Population.shared``; read by
+        families with ``features``, the trunk).
 
     Returns:
       f32[B, N] raw bids (vmap over agents of vmap over episodes; for the linear
-      family ``obs @ W.T + c``, unrolled into multiply-adds for small observations).
+      family ``obs @ W.T + c``, unrolled into multiply-adds for small observations;
+      for the trunk family ``φ(obs) @ W.T + c``, the trunk run once per episode).
     """
+    if family.features is not None:
+        heads = params["bid"]
+        return family.features(shared, obs) @ heads["w"].T + heads["c"][None, :]
     if family.name in LINEAR_BIDS:
         w, c = params["bid"]["w"], params["bid"]["c"]
         if obs.shape[-1] > _UNROLL_MAX_DIM:

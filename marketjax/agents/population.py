@@ -49,6 +49,8 @@ class Population:
     age: jax.Array = axes("N")  # i32[N], updates survived since entry
     parent: jax.Array = axes("N")  # i32[N], slot cloned from at entry (-1: fresh,
     # or the parent has since left: a newcomer in its slot is not the parent)
+    shared: Any = axes(default_factory=dict)  # pytree every agent reads (the trunk
+    # family's MLP: ``AgentFamily.init_shared``), {} for other families
 
     @property
     def size(self) -> int:
@@ -83,12 +85,16 @@ class Renewal(NamedTuple):
 def init_population(
     key: jax.Array, family: AgentFamily, size: int, initial_wealth: float
 ) -> Population:
-    """N fresh agents, all alive, each with ``initial_wealth``.
+    """N fresh agents, all alive, each with ``initial_wealth`` (and, for a family
+    with ``init_shared``, the parameters they share).
 
     Constant-action agents are dealt actions round-robin (slot i acts ``i mod A``),
     so that every action has a seller in the first market.
     """
     params = jax.vmap(family.init)(jax.random.split(key, size))
+    shared = {}
+    if family.init_shared is not None:
+        shared = family.init_shared(jax.random.fold_in(key, size))
     if family.constant_action:
         dealt = jnp.arange(size, dtype=params["action"].dtype) % family.num_actions
         params = {**params, "action": dealt}
@@ -98,6 +104,7 @@ def init_population(
         alive=jnp.ones((size,), bool),
         age=jnp.zeros((size,), jnp.int32),
         parent=jnp.full((size,), -1, jnp.int32),
+        shared=shared,
     )
 
 
@@ -224,7 +231,7 @@ def renew(
     # that slot is someone else).
     orphaned = (pop.parent >= 0) & empty[jnp.maximum(pop.parent, 0)]
     parent = jnp.where(orphaned, -1, pop.parent)
-    population = Population(
+    population = pop.replace(
         params=new_params,
         wealth=jnp.where(empty, grant, wealth),
         alive=jnp.ones((n,), bool),

@@ -23,13 +23,9 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from marketjax.agents.families import (
-    CONSTANT_ACTION,
-    FAMILIES,
-    make_family,
-    rule_value,
-)
+from marketjax.agents.families import CONSTANT_ACTION, FAMILIES, make_family
 from marketjax.agents.population import init_population
+from marketjax.agents.rules import rule_value
 from marketjax.algos.market_config import MarketConfig, explore_rate, market_learner
 from marketjax.algos.market_trainer import make_market_trainer
 from marketjax.core.config import ConfigError, field
@@ -114,6 +110,11 @@ class DeepConfig(MarketConfig):
                 f"'deep.family': conv reads image observations (H, W, C); "
                 f"{config.env}'s observations have shape {shape}"
             )
+        if self.family == "trunk" and not self.hidden:
+            raise ConfigError(
+                "'deep.hidden': the trunk family needs at least one hidden layer "
+                "(its agents' heads read the last one)"
+            )
         constant = self.family in CONSTANT_ACTION
         if constant and self.num_agents < actions:
             raise ConfigError(
@@ -195,7 +196,7 @@ def make_trainer(config: TrainConfig) -> Trainer:
 
         def value_fn(p, obs):
             return rule_value(p, obs)[None]
-    else:
+    else:  # the bid itself (for the trunk family, of the trunk's feature)
 
         def value_fn(p, obs):
             return family.bid({"bid": p}, obs)[None]

@@ -152,6 +152,7 @@ def market_learner(
             minibatches=section.minibatches,
             capacity_factor=section.sample_capacity,
             anneal_lr=section.anneal_lr,
+            features=family.features,
         ),
         "selection": lambda: selection(
             family,

@@ -81,6 +81,21 @@ def _to_storable(state: Any) -> Any:
     )
 
 
+def _with_empty_fields(expected: Any, stored: Any) -> Any:
+    """``stored`` with every field that holds no arrays in ``expected`` (``{}``)
+    added where missing: a checkpoint written before such a field existed (e.g.
+    ``Population.shared``, empty for every family but the trunk) still loads."""
+    if not isinstance(expected, dict) or not isinstance(stored, dict):
+        return stored
+    out = dict(stored)
+    for key, value in expected.items():
+        if key not in out and not jax.tree.leaves(value):
+            out[key] = value
+        elif key in out:
+            out[key] = _with_empty_fields(value, out[key])
+    return out
+
+
 def save_checkpoint(path: str | Path, state: Any, meta: dict) -> None:
     """Saves ``state`` (any pytree of arrays) and ``meta`` (JSON-able) atomically."""
     payload = {
@@ -111,7 +126,10 @@ def load_checkpoint(path: str | Path, template: Any) -> tuple[Any, dict]:
         template,
         is_leaf=_is_key,
     )
-    restored = serialization.from_state_dict(storable_template, payload["state"])
+    stored = _with_empty_fields(
+        serialization.to_state_dict(storable_template), payload["state"]
+    )
+    restored = serialization.from_state_dict(storable_template, stored)
 
     def rewrap(t, x):
         x = jnp.asarray(x)

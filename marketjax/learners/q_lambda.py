@@ -12,10 +12,16 @@ Learning costs O(samples), not O(agents × samples): each minibatch's samples ar
 grouped by the agent that held them (:func:`group_by_owner`), every agent gets a
 buffer of ``capacity`` slots, and an agent that held more samples than that learns
 from a uniform random subset of them (an unbiased minibatch of its own data).
+
+Agents that share a trunk (``features``: the ``trunk`` family) need no buffers:
+the trunk reads each sample once, each sample's owner's head is gathered to it,
+and every owner learns from all of its samples (:func:`trunk_loss`); the trunk
+itself learns the mean error over all owned samples, with its own Adam.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from marketjax.learners.base import Experience, Learner, LearnerOutput, where_replaced
+from marketjax.learners.trunk_loss import sum_over_slices, trunk_loss
 
 
 def lambda_returns(
@@ -156,6 +163,7 @@ def q_lambda(
     minibatches: int,
     capacity_factor: float,
     anneal_lr: bool,
+    features: Callable[[Any, jax.Array], jax.Array] | None = None,
 ) -> Learner:
     """Builds the Q(λ) learner (see module docstring).
 
@@ -171,6 +179,10 @@ def q_lambda(
       capacity_factor: an agent's buffer is this many fair shares (M / N) of a
         minibatch; >= N keeps every sample.
       anneal_lr: anneal the learning rate linearly to 0 over the run.
+      features: ``(population.shared, obs f32[S, D]) -> f32[S, H]``, a trunk all
+        agents read (``AgentFamily.features``); ``value_fn`` then reads the feature
+        f32[H], the trunk learns too (its own Adam, state ``(heads, trunk)``) and
+        ``capacity_factor`` is unused: every owner learns from all its samples.
 
     Params read: ``lr``, ``max_grad_norm``, ``gamma``, ``td_lambda``.
     """
@@ -185,7 +197,10 @@ def q_lambda(
     dummy = {"lr": 1.0, "max_grad_norm": 1.0}
 
     def init(population):
-        return jax.vmap(optimizer(dummy).init)(get(population.params))
+        heads = jax.vmap(optimizer(dummy).init)(get(population.params))
+        if features is None:
+            return heads
+        return heads, optimizer(dummy).init(population.shared)
 
     def loss(agent_params, obs, output, target, mask):
         values = jax.vmap(value_fn, (None, 0))(agent_params, obs)  # [C, O]
@@ -260,6 +275,38 @@ def q_lambda(
             trainable = optax.apply_updates(trainable, updates)
             return (trainable, opt_state), jnp.mean(value)
 
+        trunk_grad = jax.value_and_grad(
+            functools.partial(trunk_loss, value_fn, features), argnums=(0, 1)
+        )
+
+        def trunk_step(carry, xs):
+            (trainable, shared), (opt_state, shared_opt) = carry
+            ids = xs[0]  # i32[P] this minibatch's sample ids
+            own = owner[ids]
+            held = own >= 0
+            safe = jnp.maximum(own, 0)
+            counts = jax.ops.segment_sum(held.astype(jnp.float32), safe, n)  # [N]
+            per = counts[safe]
+            weight = jnp.where(held, 1.0 / jnp.maximum(per, 1.0), 0.0)  # f32[P]
+            share = per / jnp.maximum(jnp.sum(held.astype(jnp.float32)), 1.0)
+            cols = (ids, safe, weight, share)
+
+            def grads_of(part):
+                i, o, w, f = part
+                return trunk_grad(
+                    trainable, shared, obs[i // k], o, output[i], y[i], w, f
+                )
+
+            value, (grads, shared_grads) = sum_over_slices(
+                grads_of, cols, MICRO_SAMPLES
+            )
+            with jax.numpy_dtype_promotion("standard"):  # optax mixes int counts
+                updates, opt_state = jax.vmap(tx.update)(grads, opt_state, trainable)
+                shared_updates, shared_opt = tx.update(shared_grads, shared_opt, shared)
+            trainable = optax.apply_updates(trainable, updates)
+            shared = optax.apply_updates(shared, shared_updates)
+            return ((trainable, shared), (opt_state, shared_opt)), value / n
+
         def epoch(carry, k_epoch):
             k_perm, k_groups = jax.random.split(k_epoch)
             order = jnp.arange(m, dtype=jnp.int32)
@@ -267,11 +314,19 @@ def q_lambda(
                 order = jax.random.permutation(k_perm, m).astype(jnp.int32)
             batches = order[: per_batch * minibatches].reshape(minibatches, per_batch)
             keys = jax.random.split(k_groups, minibatches)
-            return jax.lax.scan(step, carry, (batches, keys))
+            return jax.lax.scan(
+                step if features is None else trunk_step, carry, (batches, keys)
+            )
 
-        (trainable, opt_state), losses = jax.lax.scan(
-            epoch, (get(population.params), opt_state), jax.random.split(key, epochs)
-        )
+        trainable = get(population.params)
+        carry = (trainable, opt_state)
+        if features is not None:
+            carry = ((trainable, population.shared), opt_state)
+        carry, losses = jax.lax.scan(epoch, carry, jax.random.split(key, epochs))
+        trainable, opt_state = carry
+        if features is not None:
+            trainable, shared = trainable
+            population = population.replace(shared=shared)
         population = population.replace(params=put(population.params, trainable))
         out = LearnerOutput(
             population,
@@ -284,7 +339,10 @@ def q_lambda(
         return out
 
     def reset(opt_state, replaced, population):
-        fresh = init(population)
-        return where_replaced(replaced, fresh, opt_state)
+        fresh = jax.vmap(optimizer(dummy).init)(get(population.params))
+        if features is None:
+            return where_replaced(replaced, fresh, opt_state)
+        heads, trunk = opt_state  # the trunk's state is everyone's: kept
+        return where_replaced(replaced, fresh, heads), trunk
 
     return Learner(init, update, reset)

@@ -191,7 +191,7 @@ class DeepMarket:
 
     def capped_bids(self, population: Population, obs: jax.Array, rent: jax.Array):
         """Budgeted bids f32[B, N], validity bool[B, N] and raw bids f32[B, N]."""
-        raw = population_bids(self.family, population.params, obs)
+        raw = population_bids(self.family, population.params, obs, population.shared)
         budget = self.bid_budget(population.wealth, rent)
         bids = budgeted_bids(raw, budget, self.budget_rule)
         valid = (population.alive & (population.wealth > 0.0))[None, :]

@@ -119,7 +119,7 @@ def test_books_balance_while_creators_pay_for_their_children():
 
 
 def test_rule_value_is_the_bid_where_the_condition_holds_and_bids_can_learn():
-    from marketjax.agents.families import rule_value
+    from marketjax.agents.rules import rule_value
 
     family = make_family("rules", len(FEATURES), len(MOVES))
     params = {

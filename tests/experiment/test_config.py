@@ -45,6 +45,10 @@ def _with(**changes):
         (_with(ppo={"lr": 1e-3}), "section 'ppo' given but algo is 'deep'"),
         (_with(runner={"num_chunks": 0}), "'runner.num_chunks' must be >= 1"),
         (_with(deep={"hidden": [64, 0]}), "'deep.hidden[1]' must be >= 1"),
+        (
+            _with(deep={"family": "trunk", "hidden": []}),
+            "'deep.hidden': the trunk family needs at least one hidden layer",
+        ),
         (_with(deep={"lr": float("nan")}), "'deep.lr' must be a finite number"),
         (_with(deep={"gamma": "inf"}), "'deep.gamma' must be a finite number"),
         (_with(name="../elsewhere"), "'name' must be a plain directory name"),

@@ -464,3 +464,30 @@ def test_a_run_saved_before_a_schema_key_existed_still_resumes(tmp_path):
     saved.write_text(text.replace("env_reset: eager", "env_reset: sometimes"))
     with pytest.raises(ConfigError, match=r"config\.yaml: 'env_reset' must be"):
         run_dir.check_fresh_or_resumable(config, run, resume=True, overwrite=False)
+
+
+def test_a_checkpoint_saved_before_population_shared_existed_still_loads(tmp_path):
+    """``Population.shared`` (the trunk family's parameters, ``{}`` for every
+    other family) was added after runs were saved: a checkpoint without the field
+    loads into today's template, with the same numbers; a missing field that
+    holds arrays is still an error."""
+    from flax import serialization
+
+    from marketjax.agents.families import make_family
+    from marketjax.agents.population import init_population
+    from marketjax.experiment.checkpoint import load_checkpoint, write_atomic
+
+    family = make_family("mlp", 4, 2, hidden=(8,))
+    pop = init_population(jax.random.key(0), family, 3, 5.0)
+    old = serialization.to_state_dict({"population": pop})
+    del old["population"]["shared"]
+    path = tmp_path / "old.msgpack"
+    payload = {"state": old, "meta": json.dumps({"chunk": 2})}
+    write_atomic(path, serialization.msgpack_serialize(payload))
+    state, meta = load_checkpoint(path, {"population": pop})
+    assert state["population"].shared == {} and meta == {"chunk": 2}
+    np.testing.assert_array_equal(state["population"].wealth, pop.wealth)
+    del old["population"]["wealth"]
+    write_atomic(path, serialization.msgpack_serialize(payload))
+    with pytest.raises(ValueError, match="wealth"):
+        load_checkpoint(path, {"population": pop})

@@ -85,11 +85,14 @@ def test_both_grouping_paths_keep_each_agents_samples_within_capacity(num_agents
     assert mask[3:].sum() == 0
 
 
-def test_sliced_minibatches_give_the_same_update(monkeypatch):
+@pytest.mark.parametrize("family", ["mlp", "trunk"])
+def test_sliced_minibatches_give_the_same_update(monkeypatch, family):
     # A minibatch larger than MICRO_SAMPLES is differentiated in slices whose
     # summed gradients divided by the sample count equal the whole batch's mean
-    # gradient: one deep update with slices of 5 samples (capacity 22 -> 5
-    # slices, 3 padded slots) matches the unsliced update to float precision.
+    # gradient: one deep update with slices of 5 samples matches the unsliced
+    # update to float precision (mlp: capacity 22 -> 5 slices, 3 padded slots;
+    # trunk: the 32-sample minibatch -> 7 slices, 3 padded rows, and the shared
+    # trunk moves alike).
     from marketjax.algos.deep import make_trainer
     from marketjax.experiment.registry import parse_train_config
     from marketjax.experiment.runner import as_params
@@ -102,7 +105,7 @@ def test_sliced_minibatches_give_the_same_update(monkeypatch):
         "env": "Catch-bsuite",
         "num_envs": 4,
         "total_env_steps": 4 * 8 * 4,
-        "deep": {"num_agents": 3, "hidden": [8], "rollout_steps": 8},
+        "deep": {"num_agents": 3, "family": family, "hidden": [8], "rollout_steps": 8},
     }
 
     def one_update():
@@ -110,7 +113,8 @@ def test_sliced_minibatches_give_the_same_update(monkeypatch):
         params = as_params(trainer.params)
         state = trainer.init(jax.random.key(0), params)
         state, metrics = jax.jit(trainer.update)(state, params)
-        return state.market.population.params["bid"], metrics["bid_loss"]
+        pop = state.market.population
+        return (pop.params["bid"], pop.shared), metrics["bid_loss"]
 
     whole, whole_loss = one_update()
     monkeypatch.setattr(q, "MICRO_SAMPLES", 5)
@@ -119,6 +123,8 @@ def test_sliced_minibatches_give_the_same_update(monkeypatch):
     np.testing.assert_allclose(sliced_loss, whole_loss, rtol=1e-5)
     moved = jax.tree.map(lambda a, b: float(jnp.max(jnp.abs(a - b))), whole, sliced)
     assert max(jax.tree.leaves(moved)) < 1e-6
+    if family == "trunk":
+        assert len(jax.tree.leaves(whole[1])) == 4  # a Dense and a LayerNorm
 
 
 def test_a_qnet_program_learns_only_the_value_of_the_action_it_took():
