@@ -6,10 +6,13 @@ mask: O(N·M) for M samples. Q(λ) now gathers each agent's own samples
 (MLP bids, LayerNorm, Vickrey) at B episodes and N in {2, 8, 64}, one seed, one
 compiled runner chunk of whole updates, acting *and* learning; the rate is the best
 of ``repeats`` timed calls after a warm-up. Target (issue 8): N = 64 at >= 0.5x
-the N = 2 rate. Prints one JSON object per case and writes
-``<out>/agents_scaling.jsonl`` and ``.png``.
+the N = 2 rate. ``--families mlp,trunk`` adds the ``trunk`` family (a linear
+head per agent on one shared MLP trunk), whose acting reads each observation once.
+Prints one JSON object per case and writes ``<out>/agents_scaling.jsonl`` and
+``.png`` (one line per family).
 
     .venv/bin/python benchmarks/agents_scaling.py [--agents 2,8,64] [--batch 256]
+        [--families mlp,trunk]
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from marketjax.experiment.registry import parse_train_config
 from marketjax.experiment.runner import compile_run, seed_keys
 
 
-def measure(num_agents: int, batch: int, updates: int, repeats: int) -> dict:
+def measure(
+    num_agents: int, batch: int, updates: int, repeats: int, family: str = "mlp"
+) -> dict:
     data = load_yaml("configs/deep_cartpole.yaml")
     data.update(num_envs=batch, num_seeds=1)
-    data["deep"] = {**data["deep"], "num_agents": num_agents}
+    data["deep"] = {**data["deep"], "num_agents": num_agents, "family": family}
     steps = data["deep"]["rollout_steps"] * batch * updates
     data["total_env_steps"] = steps
     data["runner"] = {"num_chunks": 1, "progress": False, "checkpoint": False}
@@ -44,6 +49,7 @@ def measure(num_agents: int, batch: int, updates: int, repeats: int) -> dict:
         best = min(best, time.perf_counter() - start)
     return {
         "bench": "agents_scaling",
+        "family": family,
         "N": num_agents,
         "B": batch,
         "env_steps": steps,
@@ -59,24 +65,30 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--updates", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--families", default="mlp", help="deep.family values")
     parser.add_argument("--out", default="benchmarks/out")
     args = parser.parse_args(argv)
     rows = []
-    for n in (int(x) for x in args.agents.split(",")):
-        row = measure(n, args.batch, args.updates, args.repeats)
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    base = rows[0]["env_steps_per_s"]
-    for row in rows:
-        row["ratio_to_first"] = row["env_steps_per_s"] / base
-    print(
-        json.dumps(
-            {
-                "bench": "agents_scaling_ratio",
-                **{f"N={r['N']}": round(r["ratio_to_first"], 3) for r in rows},
-            }
+    families = args.families.split(",")
+    for family in families:
+        mine = []
+        for n in (int(x) for x in args.agents.split(",")):
+            row = measure(n, args.batch, args.updates, args.repeats, family)
+            mine.append(row)
+            print(json.dumps(row), flush=True)
+        base = mine[0]["env_steps_per_s"]
+        for row in mine:
+            row["ratio_to_first"] = row["env_steps_per_s"] / base
+        print(
+            json.dumps(
+                {
+                    "bench": "agents_scaling_ratio",
+                    "family": family,
+                    **{f"N={r['N']}": round(r["ratio_to_first"], 3) for r in mine},
+                }
+            )
         )
-    )
+        rows += mine
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "agents_scaling.jsonl").write_text(
@@ -85,7 +97,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from marketjax.experiment.plots import plt, save_png
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    ax.plot([r["N"] for r in rows], [r["env_steps_per_s"] for r in rows], "o-")
+    for family in families:
+        mine = [r for r in rows if r["family"] == family]
+        ax.plot(
+            [r["N"] for r in mine],
+            [r["env_steps_per_s"] for r in mine],
+            "o-",
+            label=family,
+        )
+    ax.legend()
     ax.set_xscale("log", base=2)
     ax.set_xlabel("agents N")
     ax.set_ylabel("env steps/s (acting + learning)")

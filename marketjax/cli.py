@@ -71,17 +71,19 @@ def _print_summary(summary: dict) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from marketjax.experiment import distributed
+    from marketjax.experiment import cpu_pool, distributed
     from marketjax.experiment.config import apply_overrides, load_yaml
     from marketjax.experiment.registry import parse_train_config
     from marketjax.experiment.train_io import train_and_write
 
+    raw = apply_overrides(load_yaml(args.config), args.overrides)
+    cpu_pool.set_pool_threads(cpu_pool.threads_for_train(raw))  # before JAX starts
     distributed.initialize(  # before any computation
         distributed.distributed_args(
             args.coordinator, args.num_processes, args.process_id
         )
     )
-    config = parse_train_config(apply_overrides(load_yaml(args.config), args.overrides))
+    config = parse_train_config(raw)
     from marketjax.experiment import watchdog
 
     saved = Path(config.runner.out_dir) / config.name / "config.yaml"

@@ -97,6 +97,13 @@ class RunnerConfig:
         "offline", doc="W&B mode; offline keeps runs in <run dir>/wandb until synced"
     )
     wandb_project: str = field("marketjax", doc="W&B project of the run")
+    cpu_threads: int | Literal["auto"] = field(
+        "auto",
+        lo=0,
+        hi=4096,
+        doc="XLA CPU pool threads (auto: 1 up to 512 episodes per program, else "
+        "one per core; 0: one per core); PJRT_NPROC wins",
+    )
 
 
 @dataclasses.dataclass(frozen=True)

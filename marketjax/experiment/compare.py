@@ -44,6 +44,7 @@ from marketjax.core.config import (
     parse,
 )
 from marketjax.experiment.checkpoint import write_atomic, write_json_atomic
+from marketjax.experiment.cpu_pool import set_pool_threads, threads_for_cases
 from marketjax.experiment.registry import (
     TrainConfig,
     parse_train_config,
@@ -388,10 +389,27 @@ def run_compare(
     return out
 
 
+def raw_algorithms(config: CompareConfig, base: Path) -> list[dict]:
+    """Each algorithm's raw training mapping with the comparison's seeds, read
+    before JAX starts (to size XLA's CPU pool, ``experiment/cpu_pool.py``); one
+    that does not load is left to :func:`resolve_cases` to name."""
+    raws = []
+    for algo in config.algorithms:
+        try:
+            data = apply_overrides(
+                load_yaml(_resolve_path(algo.config, base)), algo.overrides
+            )
+        except ConfigError:
+            continue
+        raws.append({**data, "num_seeds": config.num_seeds})
+    return raws
+
+
 def run_from_cli(config_path: str, overrides: list[str], *, overwrite: bool) -> Path:
     """``marketjax compare CONFIG.yaml [key=value ...]``: runs and prints the table."""
     path = Path(config_path)
     config = parse_compare_config(apply_overrides(load_yaml(path), overrides))
+    set_pool_threads(threads_for_cases(raw_algorithms(config, path.parent)))
     out = run_compare(config, overwrite=overwrite, base=path.parent)
     print()
     print((out / "table.md").read_text())

@@ -14,6 +14,7 @@ continues, ending with exactly the numbers of an uninterrupted run.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -31,6 +32,7 @@ from marketjax.experiment.checkpoint import (
     write_atomic,
     write_json_atomic,
 )
+from marketjax.experiment.cpu_pool import ENV_VAR
 from marketjax.experiment.loggers import Loggers, check_loggers
 from marketjax.experiment.memory import check_memory
 from marketjax.experiment.registry import (
@@ -365,6 +367,7 @@ def _write_summaries(config, run, run_dir, dirs, histories, wall_s, state) -> di
             "compile_s": run.compile_s,
             "traces": run.trace_count,
             "code_version": rd.code_version(),
+            "cpu_pool_threads": os.environ.get(ENV_VAR, "default"),
         }
         if label:
             summary["sweep_point"] = label

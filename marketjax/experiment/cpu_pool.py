@@ -1,0 +1,89 @@
+"""How many threads XLA's CPU client runs compiled programs on (``runner.cpu_threads``).
+
+XLA:CPU runs a program's thunks on a pool of one thread per core. On the small
+programs most runs compile (a few dozen episodes per seed), the pool's threads
+hand each other ready thunks one context switch at a time, and an execution that
+falls into that mode runs about 2× slower (docs/throughput.md, "Own PPO vs
+purejaxrl"). One pool thread removes it. Measured on this 2-core machine, every
+shipped training config ran 1.07–1.65× faster with one thread, while a single
+seed of 4,096 episodes ran 0.75–0.81× as fast (wide, PPO): there the pool's
+second thread does real work. Hence ``auto``: one thread up to
+:data:`SMALL_BATCH` episodes in one program (``num_envs × num_seeds``), XLA's
+default above.
+
+The pool is sized once, when JAX's CPU backend starts, from the environment
+variable ``PJRT_NPROC``. So the command line decides from the raw config, before
+anything touches JAX; a ``PJRT_NPROC`` the user set wins over the config.
+Results do not depend on it: XLA runs the same kernels, in one thread or two.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping
+from typing import Any
+
+ENV_VAR = "PJRT_NPROC"  # read by XLA's CPU client when the backend starts
+SMALL_BATCH = 512  # auto: one pool thread up to this many episodes per program
+
+
+def pool_threads(setting: Any, num_envs: int, num_seeds: int) -> int | None:
+    """The pool size a setting asks for: an int, or None for XLA's default.
+
+    Args:
+      setting: ``"auto"``, or a number of threads (0: XLA's default, one per core).
+      num_envs: episodes per seed.
+      num_seeds: seeds in one program.
+    """
+    if setting == "auto":
+        return 1 if num_envs * num_seeds <= SMALL_BATCH else None
+    return int(setting) or None
+
+
+def train_setting(raw: dict) -> tuple[Any, int, int]:
+    """``(runner.cpu_threads, num_envs, num_seeds)`` of a raw training mapping,
+    with the schema's defaults for keys it leaves out (nothing is validated here:
+    the parse that follows names any bad key)."""
+    from marketjax.core.schema import RunnerConfig, TrainConfig
+
+    runner = raw.get("runner") if isinstance(raw.get("runner"), dict) else {}
+    setting = runner.get("cpu_threads", RunnerConfig.cpu_threads)
+    envs = raw.get("num_envs", TrainConfig.num_envs)
+    seeds = raw.get("num_seeds", TrainConfig.num_seeds)
+    return setting, envs, seeds
+
+
+def threads_for_train(raw: dict) -> int | None:
+    """The pool size for one training run's raw mapping (None: XLA's default, or
+    a value that the parse will reject)."""
+    setting, envs, seeds = train_setting(raw)
+    try:
+        return pool_threads(setting, int(envs), int(seeds))
+    except (TypeError, ValueError):
+        return None
+
+
+def threads_for_cases(raws: list[dict]) -> int | None:
+    """One pool for several runs in one process (``marketjax compare``): one
+    thread only if every run asks for one."""
+    wanted = [threads_for_train(raw) for raw in raws]
+    return 1 if wanted and all(w == 1 for w in wanted) else None
+
+
+def set_pool_threads(
+    threads: int | None, environ: MutableMapping[str, str] = os.environ
+) -> str:
+    """Sizes XLA's CPU pool before the backend starts; returns what runs will use.
+
+    A ``PJRT_NPROC`` already in ``environ`` (the user's) is kept. Nothing is set
+    once JAX's backend has started (the pool exists: setting it would only
+    mislead the run's record).
+
+    Returns:
+      ``"1"``, ``"4"``, ...: the pool size; ``"default"``: one thread per core.
+    """
+    from jax._src import xla_bridge
+
+    if ENV_VAR not in environ and threads and not xla_bridge.backends_are_initialized():
+        environ[ENV_VAR] = str(threads)
+    return environ.get(ENV_VAR, "default")

@@ -1,0 +1,121 @@
+"""runner.cpu_threads: XLA's CPU pool sized before JAX starts, results unchanged."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from marketjax.core.config import ConfigError
+from marketjax.experiment import cpu_pool
+from marketjax.experiment.registry import parse_train_config
+
+MARKETJAX = str(Path(sys.executable).parent / "marketjax")
+
+
+@pytest.mark.parametrize(
+    ("setting", "envs", "seeds", "threads"),
+    [
+        ("auto", 4, 3, 1),  # ppo_cartpole
+        ("auto", 64, 8, 1),  # 512 episodes: still small
+        ("auto", 64, 9, None),  # 576: XLA's default
+        ("auto", 4096, 1, None),
+        (0, 4, 1, None),  # 0: one per core, whatever the size
+        (3, 4096, 1, 3),
+    ],
+)
+def test_auto_takes_one_thread_for_small_programs_only(setting, envs, seeds, threads):
+    assert cpu_pool.pool_threads(setting, envs, seeds) == threads
+
+
+def test_raw_configs_are_read_with_the_schemas_defaults():
+    # num_envs 16 and one seed by default: one thread
+    assert cpu_pool.threads_for_train({"algo": "deep"}) == 1
+    assert cpu_pool.threads_for_train({"num_envs": 4096}) is None
+    assert cpu_pool.threads_for_train({"runner": {"cpu_threads": 2}}) == 2
+    # a value the parse will reject leaves XLA's default (the parse names it)
+    assert cpu_pool.threads_for_train({"runner": {"cpu_threads": "many"}}) is None
+    # a comparison shares one process: one thread only if every run asks for one
+    small, big = {"num_envs": 4}, {"num_envs": 4096}
+    assert cpu_pool.threads_for_cases([small, small]) == 1
+    assert cpu_pool.threads_for_cases([small, big]) is None
+
+
+def test_the_users_pjrt_nproc_wins_and_a_started_backend_is_left_alone(monkeypatch):
+    from jax._src import xla_bridge
+
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+    env = {}
+    assert cpu_pool.set_pool_threads(1, env) == "1" and env == {"PJRT_NPROC": "1"}
+    env = {"PJRT_NPROC": "4"}
+    assert cpu_pool.set_pool_threads(1, env) == "4"
+    assert cpu_pool.set_pool_threads(None, {}) == "default"
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: True)
+    env = {}
+    assert cpu_pool.set_pool_threads(1, env) == "default" and env == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [(-1, "'runner.cpu_threads' must be >= 0"), ("many", "'runner.cpu_threads'")],
+)
+def test_bad_thread_counts_are_named(value, message):
+    data = {
+        "name": "t",
+        "algo": "deep",
+        "env": "CartPole-v1",
+        "total_env_steps": 100,
+        "runner": {"cpu_threads": value},
+    }
+    with pytest.raises(ConfigError, match=message):
+        parse_train_config(data)
+
+
+def test_the_pool_really_has_one_thread_and_the_numbers_do_not_change(tmp_path):
+    """Two CLI runs of one tiny config, one with XLA's pool at one thread (auto)
+    and one at the default: the pool is what was asked for (this jaxlib still
+    reads PJRT_NPROC), and every metric but the clock is identical."""
+    env = {k: v for k, v in os.environ.items() if k != "PJRT_NPROC"}
+    count = (
+        "from marketjax.experiment import cpu_pool; cpu_pool.set_pool_threads(1);"
+        "import jax.numpy as jnp, os; jnp.ones(2).sum().block_until_ready();"
+        "print(sum(open(f'/proc/self/task/{t}/comm').read().strip() == "
+        "'tf_XLAEigen' for t in os.listdir('/proc/self/task')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", count], env=env, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "1", out.stderr
+    data = {
+        "name": "pool",
+        "algo": "deep",
+        "env": "Catch-bsuite",
+        "num_envs": 8,
+        "total_env_steps": 8 * 8 * 4,
+        "runner": {"num_chunks": 2, "out_dir": str(tmp_path), "progress": False},
+        "deep": {"num_agents": 3, "hidden": [8], "rollout_steps": 8},
+    }
+    config = tmp_path / "pool.yaml"
+    config.write_text(yaml.safe_dump(data))
+    rows = {}
+    for name, threads in (("one", "auto"), ("default", "0")):
+        command = [MARKETJAX, "train", str(config), f"name={name}"]
+        result = subprocess.run(
+            [*command, f"runner.cpu_threads={threads}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        run = tmp_path / name
+        summary = json.loads((run / "summary.json").read_text())
+        assert summary["cpu_pool_threads"] == ("1" if name == "one" else "default")
+        rows[name] = [
+            {k: v for k, v in json.loads(line).items() if k != "wall_s"}
+            for line in (run / "metrics.jsonl").read_text().splitlines()
+        ]
+    assert rows["one"] == rows["default"]
