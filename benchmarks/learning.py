@@ -10,7 +10,8 @@ compiled program, exactly as ``marketjax train`` does) and prints one JSON objec
 ``final_return`` is the mean return of the episodes that ended in the last chunk
 (exploration still on at its final ε). ``env_steps`` is per seed; ``env_steps_per_s``
 counts all seeds (the runner's summary). A PNG of the per-seed curves is written to
-``<out>/learning.png``.
+``<out>/learning.png``. XLA's CPU pool is sized as ``marketjax train`` sizes it
+(``runner.cpu_threads``, ``experiment/cpu_pool.py``), unless ``PJRT_NPROC`` is set.
 
 Targets (issue 2): CartPole-v1 median >= 450 within 1,000,000 env steps at >= 100k
 env steps/s; Catch-bsuite median >= 0.8 within 200,000 env steps.
@@ -28,6 +29,7 @@ import time
 from pathlib import Path
 
 from marketjax.experiment.config import apply_overrides, load_yaml
+from marketjax.experiment.cpu_pool import set_pool_threads, threads_for_cases
 from marketjax.experiment.registry import parse_train_config
 from marketjax.experiment.train_io import train_and_write
 
@@ -114,6 +116,8 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = parser.parse_args()
     names = [args.only] if args.only else list(TARGETS)
+    raws = [apply_overrides(load_yaml(TARGETS[n][0]), args.overrides) for n in names]
+    set_pool_threads(threads_for_cases(raws))  # as marketjax train sizes it
     rows = []
     for name in names:
         row = run_target(name, Path(args.runs), args.overrides)

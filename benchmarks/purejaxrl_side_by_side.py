@@ -26,8 +26,11 @@ Each row also gives the ratio in process CPU time, the 1-minute load average at
 the start and end of the reps and the CPUs the process may use. On a 2-core
 machine XLA:CPU's thread pool can hand the thunks of one execution back and forth
 between its two threads (one context switch per hand-off, ~2x the time of that
-execution); ``taskset -c 1`` before the command (one CPU, one pool thread) runs
-both sides without it (docs/throughput.md, "Own PPO vs purejaxrl").
+execution). ``marketjax train`` sizes that pool from the config
+(``runner.cpu_threads: auto``: one thread for this config's 4 x 3 episodes), and
+so does this benchmark, for both sides (one process, one pool), unless
+``PJRT_NPROC`` is set: ``PJRT_NPROC=2`` gives this 2-core machine's default
+pool, the comparison of earlier sessions (docs/throughput.md, "Own PPO vs purejaxrl").
 
 Prints one JSON object per seed count (and ``{"skipped": why}`` when the fetched
 repository is not there).
@@ -50,6 +53,7 @@ import jax
 import numpy as np
 
 from marketjax.experiment.config import apply_overrides, load_yaml
+from marketjax.experiment.cpu_pool import set_pool_threads, threads_for_train
 from marketjax.experiment.registry import parse_train_config
 from marketjax.experiment.runner import compile_run
 
@@ -307,6 +311,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "overrides", nargs="*", help="key=value overrides of our config (ablations)"
     )
     args = parser.parse_args(argv)
+    raw = apply_overrides(load_yaml("configs/ppo_cartpole.yaml"), args.overrides)
+    seeds = max(int(s) for s in args.seeds.split(","))
+    pool = set_pool_threads(threads_for_train({**raw, "num_seeds": seeds}))
     if not Path(args.repo).is_dir():
         row = {"bench": "purejaxrl_side_by_side", "skipped": f"no {args.repo}"}
         print(json.dumps(row))
@@ -317,6 +324,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for seeds in (int(s) for s in args.seeds.split(",")):
             row = measure(module, seeds, args.reps, args.chunks, tuple(args.overrides))
             row["commit"] = commit
+            row["cpu_pool_threads"] = pool
             rows.append(row)
             print(json.dumps(row), flush=True)
     plot_ratios(rows, Path(args.png))
