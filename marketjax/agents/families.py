@@ -36,8 +36,22 @@ import jax
 import jax.numpy as jnp
 
 from marketjax.agents.base import AgentFamily
-from marketjax.agents.networks import MLP, NORMS, ConvMLP, Trunk, perturb_floats
-from marketjax.agents.rules import rule_family
+from marketjax.agents.networks import (  # noqa: F401  (re-exported, as before)
+    CONV_FEATURES,
+    MLP,
+    NORMS,
+    ConvMLP,
+    Trunk,
+    perturb_floats,
+)
+from marketjax.agents.rules import (  # noqa: F401  (re-exported, as before)
+    DONT_CARE,
+    REQUIRE_FALSE,
+    REQUIRE_TRUE,
+    rule_family,
+    rule_matches,
+    rule_value,
+)
 
 FAMILIES = (
     "linear",
