@@ -8,8 +8,9 @@ purejaxrl"). One pool thread removes it. Measured on this 2-core machine, every
 shipped training config ran 1.07–1.65× faster with one thread, while a single
 seed of 4,096 episodes ran 0.75–0.81× as fast (wide, PPO): there the pool's
 second thread does real work. Hence ``auto``: one thread up to
-:data:`SMALL_BATCH` episodes in one program (``num_envs × num_seeds``), XLA's
-default above.
+:data:`SMALL_BATCH` episodes in one program (``num_envs × num_seeds``, times the
+sweep's points when several seeds run: the runner vmaps points × seeds; one seed's
+points run one after another), XLA's default above.
 
 The pool is sized once, when JAX's CPU backend starts, from the environment
 variable ``PJRT_NPROC``. So the command line decides from the raw config, before
@@ -53,12 +54,33 @@ def train_setting(raw: dict) -> tuple[Any, int, int]:
     return setting, envs, seeds
 
 
+def sweep_size(raw: dict) -> int:
+    """Points of a raw mapping's ``sweep:`` grid (1 without one, or for a grid
+    the parse will reject)."""
+    sweep = raw.get("sweep")
+    if not isinstance(sweep, dict):
+        return 1
+    points = 1
+    for values in sweep.values():
+        if isinstance(values, (list, tuple)) and values:
+            points *= len(values)
+    return points
+
+
 def threads_for_train(raw: dict) -> int | None:
     """The pool size for one training run's raw mapping (None: XLA's default, or
-    a value that the parse will reject)."""
+    a value that the parse will reject).
+
+    The runs of one program are the seeds times the sweep's points
+    (``experiment/runner.py``, ``over_runs``), except that a single seed's points
+    run one after another, each a program of ``num_envs`` episodes.
+    """
     setting, envs, seeds = train_setting(raw)
     try:
-        return pool_threads(setting, int(envs), int(seeds))
+        runs = int(seeds)
+        if runs > 1:
+            runs *= sweep_size(raw)
+        return pool_threads(setting, int(envs), runs)
     except (TypeError, ValueError):
         return None
 

@@ -44,6 +44,23 @@ def test_raw_configs_are_read_with_the_schemas_defaults():
     assert cpu_pool.threads_for_cases([small, big]) is None
 
 
+def test_a_sweeps_points_count_as_runs_of_the_same_program():
+    # 64 episodes x 4 seeds = 256 per point; the runner vmaps 3 points x 4 seeds
+    # into one program of 768 episodes: XLA's default pool, as for 768 seeds'
+    # worth of episodes without a sweep. One seed's points run one at a time.
+    sweep = {"deep.lr": [1e-3, 3e-4, 1e-4]}
+    assert cpu_pool.threads_for_train({"num_envs": 64, "num_seeds": 4}) == 1
+    big = {"num_envs": 64, "num_seeds": 4, "sweep": sweep}
+    assert cpu_pool.threads_for_train(big) is None
+    two = {"num_envs": 64, "num_seeds": 4, "sweep": {"deep.lr": [1e-3, 1e-4]}}
+    assert cpu_pool.threads_for_train(two) == 1  # 512: still small
+    one_seed = {"num_envs": 64, "num_seeds": 1, "sweep": sweep}
+    assert cpu_pool.threads_for_train(one_seed) == 1
+    assert cpu_pool.threads_for_cases([{"num_envs": 64}, big]) is None
+    # a grid the parse will reject counts as one point (the parse names it)
+    assert cpu_pool.sweep_size({"sweep": ["deep.lr"]}) == 1
+
+
 def test_the_users_pjrt_nproc_wins_and_a_started_backend_is_left_alone(monkeypatch):
     from jax._src import xla_bridge
 
