@@ -21,10 +21,13 @@ Results do not depend on it: XLA runs the same kernels, in one thread or two.
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 ENV_VAR = "PJRT_NPROC"  # read by XLA's CPU client when the backend starts
+# What XLA's CPU client reads, in order (the first that holds a number wins): a
+# user's NPROC sizes the pool as surely as a PJRT_NPROC does.
+USER_VARS = (ENV_VAR, "NPROC")
 SMALL_BATCH = 512  # auto: one pool thread up to this many episodes per program
 
 
@@ -97,15 +100,33 @@ def set_pool_threads(
 ) -> str:
     """Sizes XLA's CPU pool before the backend starts; returns what runs will use.
 
-    A ``PJRT_NPROC`` already in ``environ`` (the user's) is kept. Nothing is set
-    once JAX's backend has started (the pool exists: setting it would only
-    mislead the run's record).
+    A ``PJRT_NPROC`` or ``NPROC`` already in ``environ`` (the user's) is kept.
+    Nothing is set once JAX's backend has started (the pool exists: setting it
+    would only mislead the run's record).
 
     Returns:
       ``"1"``, ``"4"``, ...: the pool size; ``"default"``: one thread per core.
     """
     from jax._src import xla_bridge
 
-    if ENV_VAR not in environ and threads and not xla_bridge.backends_are_initialized():
+    user = any(var in environ for var in USER_VARS)
+    if not user and threads and not xla_bridge.backends_are_initialized():
         environ[ENV_VAR] = str(threads)
-    return environ.get(ENV_VAR, "default")
+    return pool_record(environ)
+
+
+def pool_record(environ: Mapping[str, str] = os.environ, cpu_devices: int = 1) -> str:
+    """The pool XLA's CPU client runs with, as ``summary.json`` records it.
+
+    The first of :data:`USER_VARS` that holds a number, raised to the number of
+    CPU devices (the client gives each device a thread, so that a collective
+    across them can launch: ``runner.mesh`` on forced host devices runs a pool
+    of 2 at ``PJRT_NPROC=1`` with 2 devices); ``"default"``: one per core.
+    """
+    for var in USER_VARS:
+        try:
+            threads = int(environ[var])
+        except (KeyError, ValueError):
+            continue
+        return str(max(threads, cpu_devices))
+    return "default"

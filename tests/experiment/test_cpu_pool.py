@@ -75,6 +75,34 @@ def test_the_users_pjrt_nproc_wins_and_a_started_backend_is_left_alone(monkeypat
     assert cpu_pool.set_pool_threads(1, env) == "default" and env == {}
 
 
+def test_a_users_nproc_wins_too_and_the_record_counts_every_cpu_device(monkeypatch):
+    # XLA's CPU client reads PJRT_NPROC, else NPROC, and runs at least one pool
+    # thread per CPU device (runner.mesh on forced host devices): the record says
+    # the pool the run had, not the variable.
+    from jax._src import xla_bridge
+
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+    env = {"NPROC": "4"}
+    assert cpu_pool.set_pool_threads(1, env) == "4" and env == {"NPROC": "4"}
+    assert cpu_pool.pool_record({"PJRT_NPROC": "1"}, cpu_devices=2) == "2"
+    assert cpu_pool.pool_record({"PJRT_NPROC": "3"}, cpu_devices=2) == "3"
+    assert cpu_pool.pool_record({"PJRT_NPROC": "x", "NPROC": "2"}) == "2"
+    assert cpu_pool.pool_record({}, cpu_devices=2) == "default"
+    count = (
+        "from marketjax.experiment import cpu_pool; cpu_pool.set_pool_threads(1);"
+        "import jax, jax.numpy as jnp, os; jnp.ones(2).sum().block_until_ready();"
+        "n = sum(open(f'/proc/self/task/{t}/comm').read().strip() == 'tf_XLAEigen' "
+        "for t in os.listdir('/proc/self/task'));"
+        "print(n, cpu_pool.pool_record(os.environ, len(jax.local_devices())))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in cpu_pool.USER_VARS}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    out = subprocess.run(
+        [sys.executable, "-c", count], env=env, capture_output=True, text=True
+    )
+    assert out.stdout.split() == ["2", "2"], out.stderr
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [(-1, "'runner.cpu_threads' must be >= 0"), ("many", "'runner.cpu_threads'")],
@@ -95,7 +123,7 @@ def test_the_pool_really_has_one_thread_and_the_numbers_do_not_change(tmp_path):
     """Two CLI runs of one tiny config, one with XLA's pool at one thread (auto)
     and one at the default: the pool is what was asked for (this jaxlib still
     reads PJRT_NPROC), and every metric but the clock is identical."""
-    env = {k: v for k, v in os.environ.items() if k != "PJRT_NPROC"}
+    env = {k: v for k, v in os.environ.items() if k not in cpu_pool.USER_VARS}
     count = (
         "from marketjax.experiment import cpu_pool; cpu_pool.set_pool_threads(1);"
         "import jax.numpy as jnp, os; jnp.ones(2).sum().block_until_ready();"
