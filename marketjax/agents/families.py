@@ -65,6 +65,7 @@ FAMILIES = (
 )
 CONSTANT_ACTION = ("linear", "mlp", "conv", "trunk")  # families whose α̂ ignores the obs
 LINEAR_BIDS = ("linear", "linear_policy")  # families whose bid is obs @ w + c
+SHARED_TRUNK = ("trunk",)  # families whose agents read one network (features)
 _UNROLL_MAX_DIM = 16  # linear bids on observations up to this size are unrolled
 
 
