@@ -6,7 +6,10 @@ Each family is written for ONE agent and lifted to a population with ``vmap``
 - ``init(key) -> params``: one agent's parameters (a pytree);
 - ``bid(params, obs f32[D]) -> f32[]``: the raw bid α_b(ω), before the wealth cap;
 - ``act(key, params, obs f32[D]) -> i32[]``: the action α̂(ω);
-- ``mutate(key, params, scale) -> params``: a perturbed clone (Baum's Hayek machine).
+- ``mutate(key, params, scale) -> params``: a perturbed clone (Baum's Hayek machine);
+- optionally ``init_shared(key)`` and ``features(shared, obs f32[..., D]) -> f32[...,
+  H]``: one network every agent reads (``Population.shared``, the ``trunk``
+  family), whose feature f32[H] ``bid`` and ``act`` then read in place of ``obs``.
 
 Families: ``linear`` (constant action, linear bid), ``mlp`` (constant action, MLP bid
 with optional LayerNorm), ``policy`` (MLP action, MLP bid), ``linear_policy`` (a
