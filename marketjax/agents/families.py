@@ -227,8 +227,8 @@ def trunk_family(
 
     One agent's parameters: ``{"action": i32[], "bid": {"w": f32[H], "c": f32[]}}``
     with H = ``hidden[-1]``; ``bid`` and ``act`` read the feature f32[H], not the
-    observation (``features`` maps one to the other). Heads start as flax's Dense
-    does (LeCun normal, zero bias).
+    observation (``features`` maps one to the other). Heads start LeCun-scaled,
+    w ~ N(0, 1/H) (untruncated, where flax's Dense truncates), with zero bias.
     """
     if not hidden:
         raise ValueError("the trunk family needs at least one hidden layer")
