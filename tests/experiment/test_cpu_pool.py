@@ -93,7 +93,8 @@ def test_a_users_nproc_wins_too_and_the_record_counts_every_cpu_device(monkeypat
         "import jax, jax.numpy as jnp, os; jnp.ones(2).sum().block_until_ready();"
         "n = sum(open(f'/proc/self/task/{t}/comm').read().strip() == 'tf_XLAEigen' "
         "for t in os.listdir('/proc/self/task'));"
-        "print(n, cpu_pool.pool_record(os.environ, len(jax.local_devices())))"
+        "cpus = len(jax.local_devices(backend='cpu'));"
+        "print(n, cpu_pool.pool_record(os.environ, cpus))"
     )
     env = {k: v for k, v in os.environ.items() if k not in cpu_pool.USER_VARS}
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
