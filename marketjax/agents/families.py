@@ -6,7 +6,10 @@ Each family is written for ONE agent and lifted to a population with ``vmap``
 - ``init(key) -> params``: one agent's parameters (a pytree);
 - ``bid(params, obs f32[D]) -> f32[]``: the raw bid α_b(ω), before the wealth cap;
 - ``act(key, params, obs f32[D]) -> i32[]``: the action α̂(ω);
-- ``mutate(key, params, scale) -> params``: a perturbed clone (Baum's Hayek machine).
+- ``mutate(key, params, scale) -> params``: a perturbed clone (Baum's Hayek machine);
+- optionally ``init_shared(key)`` and ``features(shared, obs f32[..., D]) -> f32[...,
+  H]``: one network every agent reads (``Population.shared``, the ``trunk``
+  family), whose feature f32[H] ``bid`` and ``act`` then read in place of ``obs``.
 
 Families: ``linear`` (constant action, linear bid), ``mlp`` (constant action, MLP bid
 with optional LayerNorm), ``policy`` (MLP action, MLP bid), ``linear_policy`` (a
@@ -36,8 +39,22 @@ import jax
 import jax.numpy as jnp
 
 from marketjax.agents.base import AgentFamily
-from marketjax.agents.networks import MLP, NORMS, ConvMLP, Trunk, perturb_floats
-from marketjax.agents.rules import rule_family
+from marketjax.agents.networks import (  # noqa: F401  (re-exported, as before)
+    CONV_FEATURES,
+    MLP,
+    NORMS,
+    ConvMLP,
+    Trunk,
+    perturb_floats,
+)
+from marketjax.agents.rules import (  # noqa: F401  (re-exported, as before)
+    DONT_CARE,
+    REQUIRE_FALSE,
+    REQUIRE_TRUE,
+    rule_family,
+    rule_matches,
+    rule_value,
+)
 
 FAMILIES = (
     "linear",
@@ -51,6 +68,7 @@ FAMILIES = (
 )
 CONSTANT_ACTION = ("linear", "mlp", "conv", "trunk")  # families whose α̂ ignores the obs
 LINEAR_BIDS = ("linear", "linear_policy")  # families whose bid is obs @ w + c
+SHARED_TRUNK = ("trunk",)  # families whose agents read one network (features)
 _UNROLL_MAX_DIM = 16  # linear bids on observations up to this size are unrolled
 
 
@@ -209,8 +227,8 @@ def trunk_family(
 
     One agent's parameters: ``{"action": i32[], "bid": {"w": f32[H], "c": f32[]}}``
     with H = ``hidden[-1]``; ``bid`` and ``act`` read the feature f32[H], not the
-    observation (``features`` maps one to the other). Heads start as flax's Dense
-    does (LeCun normal, zero bias).
+    observation (``features`` maps one to the other). Heads start LeCun-scaled,
+    w ~ N(0, 1/H) (untruncated, where flax's Dense truncates), with zero bias.
     """
     if not hidden:
         raise ValueError("the trunk family needs at least one hidden layer")

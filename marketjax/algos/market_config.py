@@ -85,7 +85,8 @@ class MarketConfig:
         lo_open=True,
         hi=1e6,
         static=True,
-        doc="samples an agent learns from per minibatch, in fair shares (M/N)",
+        doc="samples an agent learns from per minibatch, in fair shares (M/N); "
+        "family trunk: all it owned",
     )
     td_lambda: float = field(0.65, lo=0.0, hi=1.0, doc="λ of the Q(λ) targets")
     explore_start: float = field(1.0, lo=0.0, hi=1.0, doc="ε at the first update")

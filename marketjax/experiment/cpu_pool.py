@@ -8,8 +8,9 @@ purejaxrl"). One pool thread removes it. Measured on this 2-core machine, every
 shipped training config ran 1.07–1.65× faster with one thread, while a single
 seed of 4,096 episodes ran 0.75–0.81× as fast (wide, PPO): there the pool's
 second thread does real work. Hence ``auto``: one thread up to
-:data:`SMALL_BATCH` episodes in one program (``num_envs × num_seeds``), XLA's
-default above.
+:data:`SMALL_BATCH` episodes in one program (``num_envs × num_seeds``, times the
+sweep's points when several seeds run: the runner vmaps points × seeds; one seed's
+points run one after another), XLA's default above.
 
 The pool is sized once, when JAX's CPU backend starts, from the environment
 variable ``PJRT_NPROC``. So the command line decides from the raw config, before
@@ -20,10 +21,13 @@ Results do not depend on it: XLA runs the same kernels, in one thread or two.
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 ENV_VAR = "PJRT_NPROC"  # read by XLA's CPU client when the backend starts
+# What XLA's CPU client reads, in order (the first that holds a number wins): a
+# user's NPROC sizes the pool as surely as a PJRT_NPROC does.
+USER_VARS = (ENV_VAR, "NPROC")
 SMALL_BATCH = 512  # auto: one pool thread up to this many episodes per program
 
 
@@ -53,12 +57,33 @@ def train_setting(raw: dict) -> tuple[Any, int, int]:
     return setting, envs, seeds
 
 
+def sweep_size(raw: dict) -> int:
+    """Points of a raw mapping's ``sweep:`` grid (1 without one, or for a grid
+    the parse will reject)."""
+    sweep = raw.get("sweep")
+    if not isinstance(sweep, dict):
+        return 1
+    points = 1
+    for values in sweep.values():
+        if isinstance(values, (list, tuple)) and values:
+            points *= len(values)
+    return points
+
+
 def threads_for_train(raw: dict) -> int | None:
     """The pool size for one training run's raw mapping (None: XLA's default, or
-    a value that the parse will reject)."""
+    a value that the parse will reject).
+
+    The runs of one program are the seeds times the sweep's points
+    (``experiment/runner.py``, ``over_runs``), except that a single seed's points
+    run one after another, each a program of ``num_envs`` episodes.
+    """
     setting, envs, seeds = train_setting(raw)
     try:
-        return pool_threads(setting, int(envs), int(seeds))
+        runs = int(seeds)
+        if runs > 1:
+            runs *= sweep_size(raw)
+        return pool_threads(setting, int(envs), runs)
     except (TypeError, ValueError):
         return None
 
@@ -75,15 +100,33 @@ def set_pool_threads(
 ) -> str:
     """Sizes XLA's CPU pool before the backend starts; returns what runs will use.
 
-    A ``PJRT_NPROC`` already in ``environ`` (the user's) is kept. Nothing is set
-    once JAX's backend has started (the pool exists: setting it would only
-    mislead the run's record).
+    A ``PJRT_NPROC`` or ``NPROC`` already in ``environ`` (the user's) is kept.
+    Nothing is set once JAX's backend has started (the pool exists: setting it
+    would only mislead the run's record).
 
     Returns:
       ``"1"``, ``"4"``, ...: the pool size; ``"default"``: one thread per core.
     """
     from jax._src import xla_bridge
 
-    if ENV_VAR not in environ and threads and not xla_bridge.backends_are_initialized():
+    user = any(var in environ for var in USER_VARS)
+    if not user and threads and not xla_bridge.backends_are_initialized():
         environ[ENV_VAR] = str(threads)
-    return environ.get(ENV_VAR, "default")
+    return pool_record(environ)
+
+
+def pool_record(environ: Mapping[str, str] = os.environ, cpu_devices: int = 1) -> str:
+    """The pool XLA's CPU client runs with, as ``summary.json`` records it.
+
+    The first of :data:`USER_VARS` that holds a number, raised to the number of
+    CPU devices (the client gives each device a thread, so that a collective
+    across them can launch: ``runner.mesh`` on forced host devices runs a pool
+    of 2 at ``PJRT_NPROC=1`` with 2 devices); ``"default"``: one per core.
+    """
+    for var in USER_VARS:
+        try:
+            threads = int(environ[var])
+        except (KeyError, ValueError):
+            continue
+        return str(max(threads, cpu_devices))
+    return "default"

@@ -9,7 +9,10 @@ agents' networks during that rollout. The estimate is
     2 x state  +  3 x rollout  +  2 x activations
 
 (state: the chunk's input and output; rollout and activations: the forward records,
-their gradients and temporaries). It is an order-of-magnitude guard: it refuses a
+their gradients and temporaries). Agents that share one trunk (``deep.family:
+trunk``) run one network per observation, not ``num_agents``: their activations
+are those of one network (their bids are in the rollout). It is an
+order-of-magnitude guard: it refuses a
 config that cannot fit (``num_envs=1e6``, ``deep.num_agents=1e5`` with wide
 networks) with one line naming the keys, instead of an out-of-memory traceback
 minutes later.
@@ -24,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from marketjax.agents.families import SHARED_TRUNK
 from marketjax.core.config import ConfigError
 from marketjax.experiment.registry import TrainConfig, get_algorithm, sweep_points
 
@@ -78,7 +82,8 @@ def estimate(config: TrainConfig) -> tuple[int, list[tuple[str, int]]]:
     steps = runs * trainer.steps_per_update  # samples of one update, all runs
     per_step = spec.obs_dim + max(spec.num_actions, 1) + agents + 8
     rollout = steps * per_step * F32
-    activations = steps * agents * hidden * F32
+    shared = getattr(section, "family", None) in SHARED_TRUNK
+    activations = steps * (1 if shared else agents) * hidden * F32
     horizon = "rollout_steps" if hasattr(section, "rollout_steps") else "num_steps"
     common = f"num_seeds={config.num_seeds} x num_envs={config.num_envs}"
     common += f" x {a}.{horizon}={getattr(section, horizon, 1)}"
@@ -92,9 +97,10 @@ def estimate(config: TrainConfig) -> tuple[int, list[tuple[str, int]]]:
             2 * activations,
         ),
     ]
+    if not hasattr(section, "num_agents") or shared:
+        terms[2] = (f"activations ({common} x {a}.hidden)", terms[2][1])
     if not hasattr(section, "num_agents"):
         terms[0] = (f"state ({a}.hidden, {common})", terms[0][1])
-        terms[2] = (f"activations ({common} x {a}.hidden)", terms[2][1])
     return sum(b for _, b in terms), terms
 
 

@@ -32,7 +32,7 @@ from marketjax.experiment.checkpoint import (
     write_atomic,
     write_json_atomic,
 )
-from marketjax.experiment.cpu_pool import ENV_VAR
+from marketjax.experiment.cpu_pool import pool_record
 from marketjax.experiment.loggers import Loggers, check_loggers
 from marketjax.experiment.memory import check_memory
 from marketjax.experiment.registry import (
@@ -54,6 +54,14 @@ from marketjax.experiment.watchdog import (
 
 def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
+
+
+def _cpu_devices() -> int:
+    """This process's CPU devices (each holds a thread of XLA's CPU pool)."""
+    try:
+        return len(jax.local_devices(backend="cpu"))
+    except RuntimeError:  # no CPU backend
+        return 1
 
 
 def _median_or_none(values: list[float | None]) -> float | None:
@@ -367,7 +375,7 @@ def _write_summaries(config, run, run_dir, dirs, histories, wall_s, state) -> di
             "compile_s": run.compile_s,
             "traces": run.trace_count,
             "code_version": rd.code_version(),
-            "cpu_pool_threads": os.environ.get(ENV_VAR, "default"),
+            "cpu_pool_threads": pool_record(os.environ, _cpu_devices()),
         }
         if label:
             summary["sweep_point"] = label

@@ -160,3 +160,25 @@ def test_rule_conditions_care_with_the_given_probability_and_sizes_weigh_log_n()
     expected = 8.0 * float(jnp.exp(one["bid"]["log_bid"]))
     np.testing.assert_allclose(float(family.bid(one, obs)), expected, rtol=1e-5)
     assert np.all(np.asarray(draws()["bid"]["w"]) == 0.0)
+
+
+def test_names_moved_out_of_families_are_still_importable_from_it():
+    # Baum's rules moved to agents/rules.py and the networks to agents/networks.py
+    # (the trunk family's split); code that imported them from families.py, as
+    # docs/reproductions.md still cites ``agents/families.rule_value``, keeps
+    # working, and the names are the same objects as at their new homes.
+    from marketjax.agents import base, families, networks, rules
+
+    for name in (
+        "rule_value",
+        "rule_matches",
+        "rule_family",
+        "DONT_CARE",
+        "REQUIRE_TRUE",
+        "REQUIRE_FALSE",
+    ):
+        assert getattr(families, name) is getattr(rules, name)
+    for name in ("MLP", "ConvMLP", "perturb_floats", "NORMS", "CONV_FEATURES"):
+        assert getattr(families, name) is getattr(networks, name)
+    assert families.CONV_FEATURES == 16
+    assert families.AgentFamily is base.AgentFamily

@@ -44,6 +44,23 @@ def test_raw_configs_are_read_with_the_schemas_defaults():
     assert cpu_pool.threads_for_cases([small, big]) is None
 
 
+def test_a_sweeps_points_count_as_runs_of_the_same_program():
+    # 64 episodes x 4 seeds = 256 per point; the runner vmaps 3 points x 4 seeds
+    # into one program of 768 episodes: XLA's default pool, as for 768 seeds'
+    # worth of episodes without a sweep. One seed's points run one at a time.
+    sweep = {"deep.lr": [1e-3, 3e-4, 1e-4]}
+    assert cpu_pool.threads_for_train({"num_envs": 64, "num_seeds": 4}) == 1
+    big = {"num_envs": 64, "num_seeds": 4, "sweep": sweep}
+    assert cpu_pool.threads_for_train(big) is None
+    two = {"num_envs": 64, "num_seeds": 4, "sweep": {"deep.lr": [1e-3, 1e-4]}}
+    assert cpu_pool.threads_for_train(two) == 1  # 512: still small
+    one_seed = {"num_envs": 64, "num_seeds": 1, "sweep": sweep}
+    assert cpu_pool.threads_for_train(one_seed) == 1
+    assert cpu_pool.threads_for_cases([{"num_envs": 64}, big]) is None
+    # a grid the parse will reject counts as one point (the parse names it)
+    assert cpu_pool.sweep_size({"sweep": ["deep.lr"]}) == 1
+
+
 def test_the_users_pjrt_nproc_wins_and_a_started_backend_is_left_alone(monkeypatch):
     from jax._src import xla_bridge
 
@@ -56,6 +73,35 @@ def test_the_users_pjrt_nproc_wins_and_a_started_backend_is_left_alone(monkeypat
     monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: True)
     env = {}
     assert cpu_pool.set_pool_threads(1, env) == "default" and env == {}
+
+
+def test_a_users_nproc_wins_too_and_the_record_counts_every_cpu_device(monkeypatch):
+    # XLA's CPU client reads PJRT_NPROC, else NPROC, and runs at least one pool
+    # thread per CPU device (runner.mesh on forced host devices): the record says
+    # the pool the run had, not the variable.
+    from jax._src import xla_bridge
+
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+    env = {"NPROC": "4"}
+    assert cpu_pool.set_pool_threads(1, env) == "4" and env == {"NPROC": "4"}
+    assert cpu_pool.pool_record({"PJRT_NPROC": "1"}, cpu_devices=2) == "2"
+    assert cpu_pool.pool_record({"PJRT_NPROC": "3"}, cpu_devices=2) == "3"
+    assert cpu_pool.pool_record({"PJRT_NPROC": "x", "NPROC": "2"}) == "2"
+    assert cpu_pool.pool_record({}, cpu_devices=2) == "default"
+    count = (
+        "from marketjax.experiment import cpu_pool; cpu_pool.set_pool_threads(1);"
+        "import jax, jax.numpy as jnp, os; jnp.ones(2).sum().block_until_ready();"
+        "n = sum(open(f'/proc/self/task/{t}/comm').read().strip() == 'tf_XLAEigen' "
+        "for t in os.listdir('/proc/self/task'));"
+        "cpus = len(jax.local_devices(backend='cpu'));"
+        "print(n, cpu_pool.pool_record(os.environ, cpus))"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in cpu_pool.USER_VARS}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    out = subprocess.run(
+        [sys.executable, "-c", count], env=env, capture_output=True, text=True
+    )
+    assert out.stdout.split() == ["2", "2"], out.stderr
 
 
 @pytest.mark.parametrize(
@@ -78,7 +124,7 @@ def test_the_pool_really_has_one_thread_and_the_numbers_do_not_change(tmp_path):
     """Two CLI runs of one tiny config, one with XLA's pool at one thread (auto)
     and one at the default: the pool is what was asked for (this jaxlib still
     reads PJRT_NPROC), and every metric but the clock is identical."""
-    env = {k: v for k, v in os.environ.items() if k != "PJRT_NPROC"}
+    env = {k: v for k, v in os.environ.items() if k not in cpu_pool.USER_VARS}
     count = (
         "from marketjax.experiment import cpu_pool; cpu_pool.set_pool_threads(1);"
         "import jax.numpy as jnp, os; jnp.ones(2).sum().block_until_ready();"
