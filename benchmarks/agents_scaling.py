@@ -8,8 +8,9 @@ compiled runner chunk of whole updates, acting *and* learning; the rate is the b
 of ``repeats`` timed calls after a warm-up. Target (issue 8): N = 64 at >= 0.5x
 the N = 2 rate. ``--families mlp,trunk`` adds the ``trunk`` family (a linear
 head per agent on one shared MLP trunk), whose acting reads each observation once.
-XLA's CPU pool is sized as ``marketjax train`` would size it for one seed of B
-episodes (``runner.cpu_threads: auto``) unless ``PJRT_NPROC`` is set. Prints one
+XLA's CPU pool is sized as ``marketjax train`` would size it for the cases
+together (``runner.cpu_threads: auto``: one thread only if every case is small)
+unless ``PJRT_NPROC`` is set. Prints one
 JSON object per case and writes ``<out>/agents_scaling.jsonl`` and
 ``.png`` (one line per family).
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import jax
 
 from marketjax.experiment.config import load_yaml
-from marketjax.experiment.cpu_pool import set_pool_threads, threads_for_train
+from marketjax.experiment.cpu_pool import set_pool_threads, threads_for_cases
 from marketjax.experiment.registry import parse_train_config
 from marketjax.experiment.runner import compile_run, seed_keys
 
@@ -71,13 +72,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--families", default="mlp", help="deep.family values")
     parser.add_argument("--out", default="benchmarks/out")
     args = parser.parse_args(argv)
-    # XLA's CPU pool as marketjax train sizes it for one seed of B episodes
-    set_pool_threads(threads_for_train({"num_envs": args.batch, "num_seeds": 1}))
-    rows = []
     families = args.families.split(",")
+    agents = [int(x) for x in args.agents.split(",")]
+    # XLA's CPU pool as marketjax train sizes it, one pool for all the cases
+    cases = [
+        {"algo": "deep", "num_envs": args.batch, "deep": {"num_agents": n, "family": f}}
+        for f in families
+        for n in agents
+    ]
+    set_pool_threads(threads_for_cases(cases))
+    rows = []
     for family in families:
         mine = []
-        for n in (int(x) for x in args.agents.split(",")):
+        for n in agents:
             row = measure(n, args.batch, args.updates, args.repeats, family)
             mine.append(row)
             print(json.dumps(row), flush=True)

@@ -8,7 +8,8 @@ runner compiles the run's chunk exactly as ``marketjax train`` does
 and its compile included) and ``setup_cpu_s`` the process CPU time over that span,
 which a machine shared with other jobs inflates less than the wall time. Each config
 runs in a fresh process (``--one`` mode), so no compile cache is shared between
-configs. One JSON object per config, then a summary line.
+configs, and sizes XLA's CPU pool as ``marketjax train`` would
+(``runner.cpu_threads``). One JSON object per config, then a summary line.
 
     .venv/bin/python benchmarks/compile_times.py [--configs deep_cartpole,...]
 """
@@ -37,13 +38,17 @@ def training_configs() -> list[str]:
 def one(name: str) -> dict:
     """Compiles one config in this process; returns its row."""
     from marketjax.experiment.config import apply_overrides, load_yaml
-    from marketjax.experiment.registry import parse_train_config
-    from marketjax.experiment.runner import compile_run
+    from marketjax.experiment.cpu_pool import set_pool_threads, threads_for_train
 
     data = apply_overrides(
         load_yaml(f"configs/{name}.yaml"),
         ["runner.progress=false", "runner.checkpoint=false"],
     )
+    pool = set_pool_threads(threads_for_train(data))  # as marketjax train does
+
+    from marketjax.experiment.registry import parse_train_config
+    from marketjax.experiment.runner import compile_run
+
     config = parse_train_config(data)
     start, cpu = time.perf_counter(), time.process_time()
     run = compile_run(config)
@@ -58,6 +63,7 @@ def one(name: str) -> dict:
         "setup_s": round(setup_s, 2),
         "setup_cpu_s": round(setup_cpu_s, 2),
         "met": run.compile_s <= TARGET_S,
+        "cpu_pool_threads": pool,
     }
 
 

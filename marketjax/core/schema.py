@@ -101,8 +101,8 @@ class RunnerConfig:
         "auto",
         lo=0,
         hi=4096,
-        doc="XLA CPU pool threads (auto: 1 up to 512 episodes per program, else "
-        "one per core; 0: one per core); PJRT_NPROC wins",
+        doc="XLA CPU pool threads (auto: 1 for small programs, episodes x "
+        "networks <= 3072, else one per core; 0: one per core); PJRT_NPROC wins",
     )
 
 

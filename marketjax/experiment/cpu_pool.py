@@ -4,13 +4,18 @@ XLA:CPU runs a program's thunks on a pool of one thread per core. On the small
 programs most runs compile (a few dozen episodes per seed), the pool's threads
 hand each other ready thunks one context switch at a time, and an execution that
 falls into that mode runs about 2× slower (docs/throughput.md, "Own PPO vs
-purejaxrl"). One pool thread removes it. Measured on this 2-core machine, every
-shipped training config ran 1.07–1.65× faster with one thread, while a single
-seed of 4,096 episodes ran 0.75–0.81× as fast (wide, PPO): there the pool's
-second thread does real work. Hence ``auto``: one thread up to
-:data:`SMALL_BATCH` episodes in one program (``num_envs × num_seeds``, times the
-sweep's points when several seeds run: the runner vmaps points × seeds; one seed's
-points run one after another), XLA's default above.
+purejaxrl"). One pool thread removes it. Measured on this 2-core machine, the
+shipped classic-control and Catch configs ran 1.07–1.65× faster with one thread;
+programs with more work per step ran slower with it: a single seed of 4,096
+episodes 0.75–0.81× (wide, PPO), 64 MLP bidders on 256 episodes 0.67×, the MinAtar
+configs (a convolution per network) 0.88–0.94×. Hence ``auto``: one thread when a
+step's work, episodes × networks per episode, is at most :data:`SMALL_WORK`, XLA's
+default above. Episodes are ``num_envs × num_seeds``, times the sweep's points
+when several seeds run (the runner vmaps points × seeds; one seed's points run one
+after another). Networks per episode are the market section's ``num_agents`` for
+families with a network per agent (1 for PPO, for the ``trunk`` family, whose
+agents share one, and for linear or rule bids; a key left at its default counts
+as 1). The MinAtar configs set ``runner.cpu_threads: 0``.
 
 The pool is sized once, when JAX's CPU backend starts, from the environment
 variable ``PJRT_NPROC``. So the command line decides from the raw config, before
@@ -28,20 +33,39 @@ ENV_VAR = "PJRT_NPROC"  # read by XLA's CPU client when the backend starts
 # What XLA's CPU client reads, in order (the first that holds a number wins): a
 # user's NPROC sizes the pool as surely as a PJRT_NPROC does.
 USER_VARS = (ENV_VAR, "NPROC")
-SMALL_BATCH = 512  # auto: one pool thread up to this many episodes per program
+SMALL_WORK = 3072  # auto: one pool thread up to this many episode-networks per step
+# Families whose agents run no network of their own per episode: one shared trunk,
+# linear bids, rules.
+LIGHT_FAMILIES = ("trunk", "linear", "linear_policy", "rules")
 
 
-def pool_threads(setting: Any, num_envs: int, num_seeds: int) -> int | None:
+def pool_threads(
+    setting: Any, num_envs: int, num_seeds: int, networks: int = 1
+) -> int | None:
     """The pool size a setting asks for: an int, or None for XLA's default.
 
     Args:
       setting: ``"auto"``, or a number of threads (0: XLA's default, one per core).
       num_envs: episodes per seed.
-      num_seeds: seeds in one program.
+      num_seeds: runs in one program (seeds, times a sweep's points).
+      networks: networks each episode runs per step (:func:`networks_per_episode`).
     """
     if setting == "auto":
-        return 1 if num_envs * num_seeds <= SMALL_BATCH else None
+        return 1 if num_envs * num_seeds * networks <= SMALL_WORK else None
     return int(setting) or None
+
+
+def networks_per_episode(raw: dict) -> int:
+    """Networks a step runs per episode in a raw training mapping: the market
+    section's ``num_agents`` for families with a network per agent, else 1."""
+    algo = raw.get("algo")
+    section = raw.get(algo) if isinstance(algo, str) else None
+    if algo not in ("deep", "wide") or not isinstance(section, dict):
+        return 1
+    if section.get("family") in LIGHT_FAMILIES:
+        return 1
+    agents = section.get("num_agents")
+    return agents if isinstance(agents, int) and agents > 0 else 1
 
 
 def train_setting(raw: dict) -> tuple[Any, int, int]:
@@ -83,7 +107,7 @@ def threads_for_train(raw: dict) -> int | None:
         runs = int(seeds)
         if runs > 1:
             runs *= sweep_size(raw)
-        return pool_threads(setting, int(envs), runs)
+        return pool_threads(setting, int(envs), runs, networks_per_episode(raw))
     except (TypeError, ValueError):
         return None
 

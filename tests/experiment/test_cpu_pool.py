@@ -17,18 +17,53 @@ MARKETJAX = str(Path(sys.executable).parent / "marketjax")
 
 
 @pytest.mark.parametrize(
-    ("setting", "envs", "seeds", "threads"),
+    ("setting", "envs", "seeds", "networks", "threads"),
     [
-        ("auto", 4, 3, 1),  # ppo_cartpole
-        ("auto", 64, 8, 1),  # 512 episodes: still small
-        ("auto", 64, 9, None),  # 576: XLA's default
-        ("auto", 4096, 1, None),
-        (0, 4, 1, None),  # 0: one per core, whatever the size
-        (3, 4096, 1, 3),
+        ("auto", 4, 3, 1, 1),  # ppo_cartpole
+        ("auto", 64, 3, 12, 1),  # capitalism_catch: 2,304 episode-networks
+        ("auto", 256, 2, 6, 1),  # 3,072: still small
+        ("auto", 256, 2, 7, None),  # 3,584: XLA's default
+        ("auto", 256, 1, 64, None),  # 64 MLP bidders on 256 episodes
+        ("auto", 4096, 1, 1, None),
+        (0, 4, 1, 1, None),  # 0: one per core, whatever the size
+        (3, 4096, 1, 1, 3),
     ],
 )
-def test_auto_takes_one_thread_for_small_programs_only(setting, envs, seeds, threads):
-    assert cpu_pool.pool_threads(setting, envs, seeds) == threads
+def test_auto_takes_one_thread_for_small_programs_only(
+    setting, envs, seeds, networks, threads
+):
+    assert cpu_pool.pool_threads(setting, envs, seeds, networks) == threads
+
+
+@pytest.mark.parametrize(
+    ("section", "networks"),
+    [
+        ({"num_agents": 64}, 64),  # mlp bids: one network per agent
+        ({"num_agents": 64, "family": "qnet"}, 64),
+        ({"num_agents": 64, "family": "trunk"}, 1),  # one shared trunk
+        ({"num_agents": 64, "family": "linear_policy"}, 1),
+        ({"num_agents": "auto"}, 1),  # unknown before the env: counted as 1
+        ({}, 1),
+    ],
+)
+def test_networks_per_episode_count_each_agents_own_network(section, networks):
+    assert cpu_pool.networks_per_episode({"algo": "deep", "deep": section}) == networks
+    assert cpu_pool.networks_per_episode({"algo": "ppo", "ppo": section}) == 1
+
+
+def test_every_shipped_config_gets_the_pool_it_was_measured_fastest_with():
+    # docs/throughput.md: one thread for the classic-control and Catch configs,
+    # XLA's default for the MinAtar ones (runner.cpu_threads: 0 in each)
+    from marketjax.experiment.config import load_yaml
+
+    one = ["ppo_cartpole", "deep_cartpole", "wide_cartpole", "deep_catch"]
+    one += ["capitalism_catch", "capitalism_cartpole", "deep_cartpole_trunk64"]
+    default = ["ppo_breakout_minatar", "deep_breakout_minatar"]
+    default += ["wide_breakout_minatar", "chang_bandit"]
+    for name in one + default:
+        raw = load_yaml(f"configs/{name}.yaml")
+        want = 1 if name in one else None
+        assert cpu_pool.threads_for_train(raw) == want, name
 
 
 def test_raw_configs_are_read_with_the_schemas_defaults():
@@ -45,16 +80,16 @@ def test_raw_configs_are_read_with_the_schemas_defaults():
 
 
 def test_a_sweeps_points_count_as_runs_of_the_same_program():
-    # 64 episodes x 4 seeds = 256 per point; the runner vmaps 3 points x 4 seeds
-    # into one program of 768 episodes: XLA's default pool, as for 768 seeds'
-    # worth of episodes without a sweep. One seed's points run one at a time.
-    sweep = {"deep.lr": [1e-3, 3e-4, 1e-4]}
-    assert cpu_pool.threads_for_train({"num_envs": 64, "num_seeds": 4}) == 1
-    big = {"num_envs": 64, "num_seeds": 4, "sweep": sweep}
+    # 256 episodes x 4 seeds = 1,024 per point; the runner vmaps 4 points x 4
+    # seeds into one program of 4,096 episodes: XLA's default pool, as for 16
+    # seeds without a sweep. One seed's points run one at a time.
+    sweep = {"deep.lr": [1e-3, 3e-4, 1e-4, 3e-5]}
+    assert cpu_pool.threads_for_train({"num_envs": 256, "num_seeds": 4}) == 1
+    big = {"num_envs": 256, "num_seeds": 4, "sweep": sweep}
     assert cpu_pool.threads_for_train(big) is None
-    two = {"num_envs": 64, "num_seeds": 4, "sweep": {"deep.lr": [1e-3, 1e-4]}}
-    assert cpu_pool.threads_for_train(two) == 1  # 512: still small
-    one_seed = {"num_envs": 64, "num_seeds": 1, "sweep": sweep}
+    three = {"num_envs": 256, "num_seeds": 4, "sweep": {"deep.lr": [1, 2, 3]}}
+    assert cpu_pool.threads_for_train(three) == 1  # 3,072: still small
+    one_seed = {"num_envs": 256, "num_seeds": 1, "sweep": sweep}
     assert cpu_pool.threads_for_train(one_seed) == 1
     assert cpu_pool.threads_for_cases([{"num_envs": 64}, big]) is None
     # a grid the parse will reject counts as one point (the parse names it)
