@@ -296,6 +296,11 @@ def population_bids(
       for the trunk family ``φ(obs) @ W.T + c``, the trunk run once per episode).
     """
     if family.features is not None:
+        if not jax.tree.leaves(shared):
+            raise ValueError(
+                f"the {family.name} family's bids read the population's shared "
+                "parameters: pass population_bids(..., shared=population.shared)"
+            )
         heads = params["bid"]
         return family.features(shared, obs) @ heads["w"].T + heads["c"][None, :]
     if family.name in LINEAR_BIDS:

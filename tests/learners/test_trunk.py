@@ -44,6 +44,12 @@ def test_trunk_bids_are_each_agents_head_on_the_shared_features():
     np.testing.assert_array_equal(pop.params["action"], [0, 1, 0, 1, 0])
 
 
+def test_trunk_bids_without_the_shared_trunk_are_one_clear_error():
+    family, pop = _family_and_population()
+    with pytest.raises(ValueError, match=r"shared=population\.shared"):
+        population_bids(family, pop.params, jnp.zeros((2, 3)))
+
+
 def test_other_families_share_nothing_and_draw_the_same_agents_as_before():
     family = make_family("mlp", 3, 2, hidden=(5,))
     pop = init_population(jax.random.key(0), family, 4, 1.0)
