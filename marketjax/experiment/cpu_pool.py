@@ -34,9 +34,6 @@ ENV_VAR = "PJRT_NPROC"  # read by XLA's CPU client when the backend starts
 # user's NPROC sizes the pool as surely as a PJRT_NPROC does.
 USER_VARS = (ENV_VAR, "NPROC")
 SMALL_WORK = 3072  # auto: one pool thread up to this many episode-networks per step
-# Families whose agents run no network of their own per episode: one shared trunk,
-# linear bids, rules.
-LIGHT_FAMILIES = ("trunk", "linear", "linear_policy", "rules")
 
 
 def pool_threads(
@@ -62,7 +59,10 @@ def networks_per_episode(raw: dict) -> int:
     section = raw.get(algo) if isinstance(algo, str) else None
     if algo not in ("deep", "wide") or not isinstance(section, dict):
         return 1
-    if section.get("family") in LIGHT_FAMILIES:
+    from marketjax.agents.families import LINEAR_BIDS, SHARED_TRUNK
+
+    # no network of an agent's own: one shared trunk, linear bids, rules
+    if section.get("family") in (*SHARED_TRUNK, *LINEAR_BIDS, "rules"):
         return 1
     agents = section.get("num_agents")
     return agents if isinstance(agents, int) and agents > 0 else 1

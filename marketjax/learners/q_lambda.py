@@ -196,8 +196,11 @@ def q_lambda(
     # The optimizer state's structure does not depend on the numbers.
     dummy = {"lr": 1.0, "max_grad_norm": 1.0}
 
+    def init_heads(population):
+        return jax.vmap(optimizer(dummy).init)(get(population.params))
+
     def init(population):
-        heads = jax.vmap(optimizer(dummy).init)(get(population.params))
+        heads = init_heads(population)
         if features is None:
             return heads
         return heads, optimizer(dummy).init(population.shared)
@@ -339,7 +342,7 @@ def q_lambda(
         return out
 
     def reset(opt_state, replaced, population):
-        fresh = jax.vmap(optimizer(dummy).init)(get(population.params))
+        fresh = init_heads(population)
         if features is None:
             return where_replaced(replaced, fresh, opt_state)
         heads, trunk = opt_state  # the trunk's state is everyone's: kept
